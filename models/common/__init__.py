@@ -1,0 +1,1 @@
+"""Helpers shared by every task: artifact IO, devices, seeding, data paths."""
