@@ -1,0 +1,134 @@
+"""The ``modelzoo`` command line: train, evaluate and serve.
+
+``modelzoo train word2vec``, ``modelzoo evaluate word2vec``, ``modelzoo serve``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from models.common.paths import artifacts_dir, data_dir
+
+app = typer.Typer(help="modelzoo: train, evaluate and serve five classic models.",
+                  no_args_is_help=True, add_completion=False)
+train_app = typer.Typer(help="Train a model and write its artifact.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Evaluate a trained artifact.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _command_line() -> str:
+    return "modelzoo " + shlex.join(sys.argv[1:])
+
+
+@train_app.command("word2vec")
+def train_word2vec(
+    train_file: Annotated[Path | None, typer.Option(help="PTB-format training text.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Artifact directory to write.")] = None,
+    checkpoint_dir: Path = Path("runs/word2vec"),
+    wordsim_dir: Annotated[Path | None, typer.Option(help="Benchmarks for the card.")] = None,
+    embed_size: int = 100,
+    min_count: int = 5,
+    subsample_t: float = 1e-4,
+    max_window_size: int = 5,
+    num_noise_words: int = 5,
+    batch_size: int = 512,
+    lr: float = 2.0,
+    lr_schedule: str = "linear",
+    optimizer: Annotated[str, typer.Option(help="sgd | sparse_adam | adam")] = "sgd",
+    epochs: int = 20,
+    seed: int = 0,
+    bf16: bool = False,
+    device: str = "cpu",
+    checkpoint_every: int = 2000,
+    resume: bool = False,
+    max_steps: int | None = None,
+    verbose: bool = False,
+) -> None:
+    """Train skip-gram word2vec (negative sampling, subsampling) on PTB."""
+    from models.word2vec.train import TrainConfig, train
+
+    _setup_logging(verbose)
+    cfg = TrainConfig(
+        train_file=train_file or data_dir() / "ptb" / "ptb.train.txt",
+        out_dir=out_dir or artifacts_dir() / "word2vec",
+        checkpoint_dir=checkpoint_dir,
+        wordsim_dir=wordsim_dir or data_dir() / "wordsim",
+        embed_size=embed_size, min_count=min_count, subsample_t=subsample_t,
+        max_window_size=max_window_size, num_noise_words=num_noise_words,
+        batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,  # type: ignore[arg-type]
+        optimizer=optimizer,  # type: ignore[arg-type]
+        epochs=epochs, seed=seed, bf16=bf16, device=device,
+        checkpoint_every=checkpoint_every, resume=resume, max_steps=max_steps,
+        command=_command_line(),
+    )
+    card = train(cfg)
+    typer.echo(json.dumps({"out_dir": str(cfg.out_dir), "metrics": card["metrics"],
+                           "wall_time_s": card["training"]["wall_time_s"]}, indent=2))
+
+
+@evaluate_app.command("word2vec")
+def evaluate_word2vec(
+    artifact_dir: Annotated[Path | None, typer.Option(help="Artifact to evaluate.")] = None,
+    wordsim_dir: Annotated[
+        Path | None, typer.Option(help="Folder with WS353, SimLex, MEN, analogies.")
+    ] = None,
+    pairs_file: Annotated[
+        Path | None,
+        typer.Option(help="Score any file of 'word1 word2 score' lines (tab, space or comma)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Spearman rho on WordSim-353, SimLex-999, MEN; Google analogies; probe neighbours."""
+    from models.word2vec.evaluate import (
+        evaluate_vectors,
+        format_report,
+        load_pairs_file,
+        probe_neighbors,
+        spearman_similarity,
+    )
+    from models.word2vec.predictor import Word2VecPredictor
+
+    artifact_dir = artifact_dir or artifacts_dir() / "word2vec"
+    vectors = Word2VecPredictor.load(artifact_dir).vectors
+    if pairs_file is not None:
+        r = spearman_similarity(vectors, load_pairs_file(pairs_file))
+        metrics = {pairs_file.name: {"spearman": r.spearman, "pairs_used": r.pairs_used,
+                                     "pairs_total": r.pairs_total}}
+    else:
+        metrics = evaluate_vectors(vectors, wordsim_dir or data_dir() / "wordsim")
+    probes = probe_neighbors(vectors)
+    if as_json:
+        typer.echo(json.dumps({"metrics": metrics, "probe_neighbors": probes}, indent=2))
+    else:
+        typer.echo(format_report(metrics, probes))
+
+
+@app.command()
+def serve(
+    host: str = "0.0.0.0",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (each loads the models).")] = 1,
+    log_level: str = "info",
+) -> None:
+    """Serve the API with uvicorn (settings from MODELZOO_* environment variables)."""
+    import uvicorn
+
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level)
+
+
+if __name__ == "__main__":
+    app()

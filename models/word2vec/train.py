@@ -1,0 +1,227 @@
+"""Train skip-gram word2vec on PTB and write ``artifacts/word2vec``.
+
+Recipe: d2l.ai "Pretraining word2vec" (skip-gram, negative sampling, masked sigmoid BCE,
+Adam lr 0.002) on the pipeline of :mod:`models.word2vec.data`; initialisation as in
+word2vec.c (Mikolov et al. 2013).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models.common.artifacts import git_commit, save_artifact
+from models.common.checkpoint import load_checkpoint, save_checkpoint
+from models.common.device import hardware_summary, resolve_device
+from models.common.paths import artifacts_dir, data_dir
+from models.common.seeding import seed_everything
+from models.word2vec.data import (
+    Corpus,
+    NegativeSampler,
+    SkipGramEpoch,
+    epoch_loader,
+    keep_probabilities,
+    read_ptb,
+    subsample,
+)
+from models.word2vec.evaluate import evaluate_vectors, probe_neighbors
+from models.word2vec.model import SkipGram, masked_sigmoid_bce
+from models.word2vec.vectors import WordVectors
+from models.word2vec.vocab import Vocab
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a word2vec training run (all have CLI flags)."""
+
+    train_file: Path = field(default_factory=lambda: data_dir() / "ptb" / "ptb.train.txt")
+    out_dir: Path = field(default_factory=lambda: artifacts_dir() / "word2vec")
+    checkpoint_dir: Path = Path("runs/word2vec")
+    wordsim_dir: Path | None = field(default_factory=lambda: data_dir() / "wordsim")
+    embed_size: int = 100
+    min_count: int = 5
+    subsample_t: float = 1e-4
+    max_window_size: int = 5
+    num_noise_words: int = 5
+    batch_size: int = 512
+    lr: float = 2.0
+    lr_schedule: Literal["constant", "linear"] = "linear"
+    optimizer: Literal["adam", "sparse_adam", "sgd", "adagrad"] = "sgd"
+    epochs: int = 20
+    seed: int = 0
+    bf16: bool = False
+    device: str = "cpu"
+    num_workers: int = 0
+    checkpoint_every: int = 2000
+    resume: bool = False
+    max_steps: int | None = None
+    command: str = "modelzoo train word2vec"
+
+
+def subsampling_stats(
+    corpus: Corpus, vocab: Vocab, keep_prob: np.ndarray, seed: int, words: tuple[str, ...]
+) -> dict[str, Any]:
+    """Token counts before/after one subsampling draw, overall and for ``words``."""
+    kept = subsample(corpus, keep_prob, np.random.default_rng(seed))
+    before = np.bincount(corpus.tokens, minlength=len(vocab))
+    after = np.bincount(kept.tokens, minlength=len(vocab))
+    per_word = {
+        w: {"before": int(before[vocab.index[w]]), "after": int(after[vocab.index[w]])}
+        for w in words
+        if w in vocab
+    }
+    return {"tokens_before": len(corpus), "tokens_after": len(kept), "words": per_word}
+
+
+def _build_optimizer(model: SkipGram, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (the tutorial's), lazy Adam or Adagrad on sparse gradients, or SGD (word2vec.c's)."""
+    if cfg.optimizer == "sparse_adam":
+        return torch.optim.SparseAdam(list(model.parameters()), lr=cfg.lr)
+    if cfg.optimizer == "adagrad":
+        return torch.optim.Adagrad(model.parameters(), lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train, evaluate and write the artifact; return the model card.
+
+    Checkpoints go to ``cfg.checkpoint_dir/last.pt`` every ``cfg.checkpoint_every`` steps
+    and at each epoch end; ``cfg.resume`` continues from there (same result as an
+    uninterrupted run: every random draw derives from ``(seed, epoch)``).
+
+    Raises:
+        FileNotFoundError: the training file does not exist.
+    """
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    sentences = read_ptb(cfg.train_file)
+    vocab = Vocab.build(sentences, cfg.min_count)
+    corpus = Corpus.from_sentences(sentences, vocab)
+    counts = vocab.counts_array()
+    keep_prob = keep_probabilities(counts, cfg.subsample_t)
+    sampler = NegativeSampler(counts)
+    stats = subsampling_stats(corpus, vocab, keep_prob, cfg.seed, ("the", "join"))
+    log.info("vocab %d words, %d tokens; subsampling keeps %d", len(vocab), len(corpus),
+             stats["tokens_after"])
+
+    model = SkipGram(len(vocab), cfg.embed_size, sparse=cfg.optimizer != "adam")
+    model.to(device)
+    optimizer = _build_optimizer(model, cfg)
+    ckpt_path = cfg.checkpoint_dir / "last.pt"
+    start_epoch, start_step, global_step, elapsed = 0, 0, 0, 0.0
+    state = load_checkpoint(ckpt_path) if cfg.resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, start_step = state["epoch"], state["step"]
+        global_step, elapsed = state["global_step"], state["elapsed"]
+        log.info("resumed from %s at epoch %d step %d", ckpt_path, start_epoch, start_step)
+
+    def checkpoint(epoch: int, step: int) -> None:
+        save_checkpoint(ckpt_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+            "step": step, "global_step": global_step, "elapsed": elapsed + time.perf_counter() - t0,
+        })
+
+    steps_per_epoch: int | None = None
+    t0 = time.perf_counter()
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
+    )
+    done = False
+    for epoch in range(start_epoch, cfg.epochs):
+        dataset = SkipGramEpoch(
+            corpus, keep_prob, sampler, max_window_size=cfg.max_window_size,
+            num_noise_words=cfg.num_noise_words, seed=cfg.seed, epoch=epoch,
+        )
+        skip = start_step if epoch == start_epoch else 0
+        loader = epoch_loader(dataset, cfg.batch_size, skip, cfg.num_workers)
+        steps_per_epoch = steps_per_epoch or -(-len(dataset) // cfg.batch_size)
+        total_steps = steps_per_epoch * cfg.epochs
+        running, n = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=2)
+        for step, (center, ctx_neg, mask, label) in enumerate(bar, start=skip):
+            if cfg.lr_schedule == "linear":
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr * max(1e-4, 1.0 - global_step / total_steps)
+            center, ctx_neg = center.to(device), ctx_neg.to(device)
+            with autocast:
+                logits = model(center, ctx_neg)
+            # Sum over the batch of per-row masked means, as the tutorial's l.sum().
+            loss = masked_sigmoid_bce(logits.reshape(label.shape), label.to(device),
+                                      mask.to(device)).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            global_step += 1
+            running, n = running + loss.item() / len(center), n + 1
+            if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0:
+                checkpoint(epoch, step + 1)
+            if cfg.max_steps is not None and global_step >= cfg.max_steps:
+                done = True
+                break
+        log.info("epoch %d: mean loss %.4f over %d steps", epoch + 1, running / max(n, 1), n)
+        if done:
+            break
+        checkpoint(epoch + 1, 0)
+    wall = elapsed + time.perf_counter() - t0
+    return write_artifact(model, vocab, cfg, stats, wall, global_step)
+
+
+def write_artifact(
+    model: SkipGram,
+    vocab: Vocab,
+    cfg: TrainConfig,
+    stats: dict[str, Any],
+    wall_time_s: float,
+    steps: int,
+) -> dict[str, Any]:
+    """Evaluate the center vectors and save them (float16) with vocab, config and card."""
+    center = model.center.weight.detach().cpu()
+    vectors = WordVectors(vocab, center.half().float())  # score exactly what is served
+    metrics: dict[str, Any] = {}
+    if cfg.wordsim_dir is not None and cfg.wordsim_dir.is_dir():
+        metrics = evaluate_vectors(vectors, cfg.wordsim_dir)
+    card = {
+        "task": "word2vec",
+        "name": "skipgram-ptb",
+        "arch": "skipgram",
+        "description": "Skip-gram word2vec with negative sampling and subsampling "
+        "(Mikolov et al. 2013), center vectors served for cosine queries.",
+        "dataset": {"name": "Penn Treebank (Mikolov LM version)", "split": "train",
+                    "file": cfg.train_file.name},
+        "metrics": metrics,
+        "metrics_command": "modelzoo evaluate word2vec",
+        "probe_neighbors": probe_neighbors(vectors),
+        "subsampling": stats,
+        "training": {
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
+               if k not in ("out_dir", "checkpoint_dir", "wordsim_dir", "resume", "train_file")},
+            "steps": steps,
+            "wall_time_s": round(wall_time_s, 1),
+            "hardware": hardware_summary(),
+        },
+        "params": {"trained": 2 * len(vocab) * cfg.embed_size,
+                   "served": len(vocab) * cfg.embed_size},
+        "weights_dtype": "float16",
+        "vocab_size": len(vocab),
+        "git_commit": git_commit(),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    config = {"vocab_size": len(vocab), "embed_size": cfg.embed_size}
+    save_artifact(cfg.out_dir, {"center": center.half()}, config, card)
+    vocab.save(cfg.out_dir)
+    return card
