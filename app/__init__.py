@@ -1,0 +1,1 @@
+"""modelzoo's FastAPI service."""

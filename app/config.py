@@ -1,0 +1,76 @@
+"""Service settings: every knob has a ``MODELZOO_*`` environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.common.paths import REPO_ROOT
+
+TASKS: tuple[str, ...] = ("word2vec", "lm", "translation", "matching", "handwriting")
+
+
+def _parse_task_list(value: str, name: str, allow_all: bool) -> str:
+    items = [v.strip().lower() for v in value.split(",") if v.strip()]
+    if allow_all and items in (["all"], ["none"]):
+        return items[0]
+    unknown = [v for v in items if v not in TASKS]
+    if unknown:
+        raise ValueError(
+            f"{name} has unknown task(s) {unknown}: use a comma-separated list of "
+            f"{', '.join(TASKS)}" + (", or 'all' / 'none'" if allow_all else "")
+        )
+    return ",".join(dict.fromkeys(items))
+
+
+class Settings(BaseSettings):
+    """Service configuration, read from ``MODELZOO_*`` environment variables.
+
+    Invalid values fail at startup with a message naming the variable and what to set.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MODELZOO_", extra="ignore")
+
+    artifacts_dir: Path = Field(
+        default=REPO_ROOT / "artifacts", description="Directory with one folder per task."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto = CUDA when available, else CPU."
+    )
+    models: str = Field(
+        default="all",
+        description="Tasks to load: 'all' (every task with an artifact folder) or a comma list.",
+    )
+    quantize: str = Field(
+        default="none", description="Tasks to serve int8 dynamically quantized: list|all|none."
+    )
+    torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads.")
+    max_request_bytes: int = Field(default=1_000_000, ge=1_024, description="Body size limit.")
+    max_items_per_request: int = Field(
+        default=256, ge=1, le=100_000, description="Words or pairs in one call."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, v: str) -> str:
+        parsed = _parse_task_list(v, "MODELZOO_MODELS", allow_all=True)
+        if parsed in ("", "none"):
+            raise ValueError("MODELZOO_MODELS must name at least one task, or be 'all'")
+        return parsed
+
+    @field_validator("quantize")
+    @classmethod
+    def _check_quantize(cls, v: str) -> str:
+        return _parse_task_list(v, "MODELZOO_QUANTIZE", allow_all=True) or "none"
+
+    def requested_models(self) -> list[str] | None:
+        """Explicitly requested tasks, or ``None`` for 'all available'."""
+        return None if self.models == "all" else self.models.split(",")
+
+    def quantize_task(self, task: str) -> bool:
+        """Whether ``task`` should be served int8-quantized."""
+        return self.quantize == "all" or task in self.quantize.split(",")

@@ -1,0 +1,52 @@
+"""Dependencies injected into routes (``Annotated`` aliases, as in full-stack-fastapi-template)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.config import Settings
+from app.errors import APIError
+from app.registry import ModelNotReadyError, ModelRegistry
+from models.word2vec.predictor import Word2VecPredictor
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    """The registry built in the lifespan."""
+    registry: ModelRegistry = request.app.state.registry
+    return registry
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def require_json(request: Request) -> None:
+    """Reject bodies that are not JSON with 415 (saying which content type to send)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise APIError(
+            415,
+            f"send the body as JSON with 'Content-Type: application/json' (got "
+            f"{content_type or 'no content type'!r})",
+        )
+
+
+def get_word2vec(registry: RegistryDep) -> Word2VecPredictor:
+    """The loaded word2vec predictor, or 503 while it is not ready."""
+    try:
+        predictor = registry.get("word2vec")
+    except ModelNotReadyError as exc:
+        raise APIError(503, str(exc), headers={"Retry-After": "5"}) from exc
+    assert isinstance(predictor, Word2VecPredictor)
+    return predictor
+
+
+Word2VecDep = Annotated[Word2VecPredictor, Depends(get_word2vec)]

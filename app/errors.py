@@ -1,0 +1,117 @@
+"""One JSON error shape for every 4xx/5xx: ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models.common.errors import PredictorError, UnknownItemError
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+    415: "unsupported_media_type", 422: "validation_error", 500: "internal_error",
+    503: "unavailable", 504: "timeout",
+}
+
+
+class ErrorDetail(BaseModel):
+    """The body of an error."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error the API returns has this shape."""
+
+    error: ErrorDetail
+
+
+class APIError(Exception):
+    """An error with an HTTP status, raised by routes and middleware."""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        details: Any = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code or _CODES.get(status_code, "error")
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+def error_response(
+    status_code: int, code: str, message: str, details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """Build the JSON error response."""
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    details = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ())]
+        details.append({"loc": loc, "msg": e.get("msg", ""), "type": e.get("type", "")})
+    parts = [f"{'.'.join(d['loc']) or 'body'}: {d['msg']}" for d in details[:5]]
+    more = f" (and {len(details) - 5} more)" if len(details) > 5 else ""
+    return "invalid request: " + "; ".join(parts) + more, details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register handlers so every error, expected or not, uses :class:`ErrorResponse`."""
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(PredictorError)
+    async def _predictor_error(_: Request, exc: PredictorError) -> JSONResponse:
+        status = 404 if isinstance(exc, UnknownItemError) else 422
+        return error_response(status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, details = _validation_message(list(exc.errors()))
+        return error_response(422, "validation_error", message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 413:
+            limit = request.app.state.settings.max_request_bytes
+            message = f"request body is larger than the limit of {limit} bytes; send less"
+        elif exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}; see /docs for the API"
+        return error_response(exc.status_code, code, message, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal server error; see the server log")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "Invalid input; the message says what to fix."},
+    413: {"model": ErrorResponse, "description": "Request body too large."},
+    415: {"model": ErrorResponse, "description": "Body is not application/json."},
+    503: {"model": ErrorResponse, "description": "The model is not loaded (yet)."},
+}

@@ -1,0 +1,74 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; the lifespan loads models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI
+
+from app.config import Settings
+from app.errors import install_error_handlers
+from app.middleware import RequestIdMiddleware
+from app.registry import ModelRegistry
+from app.routes import health, word2vec
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Serving API for five classic deep-learning models trained offline by `modelzoo train`.
+
+Every error has one shape: `{"error": {"code", "message", "details"}}`.
+`/healthz` is liveness, `/readyz` readiness (503 until every configured model is loaded),
+`/v1/models` lists the loaded models with their model cards.
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Build the registry (fails fast on bad settings), then load models in a thread.
+
+    The server answers ``/healthz`` at once and ``/readyz`` turns 200 when loading is done.
+    """
+    settings: Settings = app.state.settings
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    registry = ModelRegistry(settings)
+    app.state.registry = registry
+    loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
+    app.state.loading = loading
+    try:
+        yield
+    finally:
+        if not loading.done():
+            await asyncio.wait([loading], timeout=30)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Create the service.
+
+    Args:
+        settings: defaults to :class:`Settings` read from ``MODELZOO_*`` variables.
+
+    Raises:
+        pydantic.ValidationError: an environment variable has an invalid value.
+    """
+    settings = settings or Settings()
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = FastAPI(
+        title="modelzoo",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.max_request_bytes,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    app.include_router(word2vec.router)
+    return app

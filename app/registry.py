@@ -1,0 +1,158 @@
+"""Loads artifacts into predictors once, and tells what is ready.
+
+Device policy lives in :func:`models.common.device.resolve_device`: ``auto`` means CUDA
+when available, and int8-quantized models always stay on CPU.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from app.config import Settings
+from models.common.artifacts import directory_size_bytes
+from models.common.device import resolve_device
+from models.common.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+# task -> "module:Class" of its predictor; imported only when the task is loaded.
+PREDICTORS: dict[str, str] = {
+    "word2vec": "models.word2vec.predictor:Word2VecPredictor",
+}
+
+Status = Literal["pending", "loading", "ready", "failed"]
+
+
+class ConfigurationError(RuntimeError):
+    """Settings ask for something that cannot be served; raised at startup."""
+
+
+class ModelNotReadyError(Exception):
+    """A route asked for a model that is not loaded; the service answers 503."""
+
+    def __init__(self, task: str, status: str, reason: str | None = None) -> None:
+        self.task, self.status, self.reason = task, status, reason
+        extra = f": {reason}" if reason else ""
+        super().__init__(f"model '{task}' is {status}{extra}")
+
+
+@dataclass
+class ModelSlot:
+    """One configured model and its loading state."""
+
+    task: str
+    status: Status = "pending"
+    predictor: Predictor | None = None
+    error: str | None = None
+    load_seconds: float | None = None
+
+
+class ModelRegistry:
+    """One predictor per configured task.
+
+    Args:
+        settings: which tasks, where the artifacts are, device and quantization.
+
+    Raises:
+        ConfigurationError: an explicitly requested task has no predictor or no artifact
+            folder, or ``all`` finds no artifact at all.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.slots: dict[str, ModelSlot] = {t: ModelSlot(t) for t in self._plan()}
+        self._lock = threading.Lock()
+
+    def _plan(self) -> list[str]:
+        root = self.settings.artifacts_dir
+        requested = self.settings.requested_models()
+        if requested is None:
+            tasks = [t for t in PREDICTORS if (root / t).is_dir()]
+            if not tasks:
+                raise ConfigurationError(
+                    f"no model artifacts found under {root}; set MODELZOO_ARTIFACTS_DIR to the "
+                    "folder holding word2vec/ ... or train one with 'modelzoo train <task>'"
+                )
+            return tasks
+        for task in requested:
+            if task not in PREDICTORS:
+                raise ConfigurationError(
+                    f"task '{task}' is not served by this version; MODELZOO_MODELS may "
+                    f"name {', '.join(PREDICTORS)}"
+                )
+            if not (root / task).is_dir():
+                raise ConfigurationError(
+                    f"MODELZOO_MODELS asks for '{task}' but {root / task} does not exist; "
+                    f"train it with 'modelzoo train {task}' or remove it from MODELZOO_MODELS"
+                )
+        return requested
+
+    def load_all(self) -> None:
+        """Load every pending model (blocking); failures are recorded, not raised."""
+        for slot in self.slots.values():
+            if slot.status == "pending":
+                self._load(slot)
+
+    def _load(self, slot: ModelSlot) -> None:
+        slot.status = "loading"
+        started = time.perf_counter()
+        try:
+            module_name, class_name = PREDICTORS[slot.task].split(":")
+            cls = getattr(importlib.import_module(module_name), class_name)
+            quantize = self.settings.quantize_task(slot.task)
+            device = resolve_device(self.settings.device, quantized=quantize)
+            predictor = cls.load(self.settings.artifacts_dir / slot.task, device, quantize)
+        except Exception as exc:  # a broken artifact must not take the service down
+            log.exception("failed to load %s", slot.task)
+            slot.status, slot.error = "failed", f"{type(exc).__name__}: {exc}"
+            return
+        slot.load_seconds = round(time.perf_counter() - started, 3)
+        slot.predictor, slot.status = predictor, "ready"
+        log.info("loaded %s on %s in %.2fs", slot.task, predictor.device, slot.load_seconds)
+
+    def get(self, task: str) -> Predictor:
+        """The ready predictor for ``task``.
+
+        Raises:
+            ModelNotReadyError: the task is not configured, still loading, or failed.
+        """
+        slot = self.slots.get(task)
+        if slot is None:
+            raise ModelNotReadyError(task, "not configured",
+                                     f"add it to MODELZOO_MODELS (now '{self.settings.models}')")
+        if slot.predictor is None:
+            raise ModelNotReadyError(task, slot.status, slot.error)
+        return slot.predictor
+
+    def not_ready(self) -> dict[str, str]:
+        """Tasks that are not ready, with their status (and error, if any)."""
+        return {
+            s.task: s.status + (f": {s.error}" if s.error else "")
+            for s in self.slots.values()
+            if s.status != "ready"
+        }
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each configured model's card plus its runtime facts (device, quantized, size)."""
+        out = []
+        for slot in self.slots.values():
+            info: dict[str, Any] = {"task": slot.task, "status": slot.status}
+            p = slot.predictor
+            if p is not None:
+                artifact = self.settings.artifacts_dir / slot.task
+                info |= {
+                    "device": str(p.device),
+                    "quantized": p.quantized,
+                    "size_on_disk_bytes": directory_size_bytes(artifact),
+                    "load_seconds": slot.load_seconds,
+                    "card": p.card,
+                }
+            elif slot.error:
+                info["error"] = slot.error
+            out.append(info)
+        return out

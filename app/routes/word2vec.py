@@ -1,0 +1,100 @@
+"""Nearest words, similarity and analogies from the skip-gram word2vec model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from app.deps import SettingsDep, Word2VecDep, require_json
+from app.errors import ERROR_RESPONSES, APIError, ErrorResponse
+from app.schemas.word2vec import (
+    AnalogyRequest,
+    AnalogyResponse,
+    BatchNeighborsItem,
+    BatchNeighborsRequest,
+    BatchNeighborsResponse,
+    Neighbor,
+    NeighborsRequest,
+    NeighborsResponse,
+    SimilarityItem,
+    SimilarityRequest,
+    SimilarityResponse,
+)
+
+router = APIRouter(prefix="/v1/word2vec", tags=["word2vec"], dependencies=[Depends(require_json)])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "A word is not in the vocabulary."}
+}
+
+
+def _check_items(n: int, limit: int, what: str) -> None:
+    if n > limit:
+        raise APIError(422, f"too many {what}: {n}; send at most {limit} per request "
+                       "(MODELZOO_MAX_ITEMS_PER_REQUEST)")
+
+
+@router.post(
+    "/neighbors", response_model=NeighborsResponse, summary="Nearest words",
+    description="The `k` words with the highest cosine similarity to `word` (itself "
+    "excluded), best first. Unknown word: 404.",
+    responses={**ERROR_RESPONSES, **NOT_FOUND},
+)
+def neighbors(body: NeighborsRequest, model: Word2VecDep) -> NeighborsResponse:
+    word = model.canonical(body.word)
+    (found,) = model.neighbors([word], body.k)
+    assert found is not None
+    return NeighborsResponse(word=word, neighbors=[Neighbor(word=w, cosine=c) for w, c in found])
+
+
+@router.post(
+    "/neighbors/batch", response_model=BatchNeighborsResponse, summary="Nearest words, batched",
+    description="Nearest words for many words in one call; an unknown word gets "
+    "`neighbors: null` and an `error`, the others are answered.",
+    responses=ERROR_RESPONSES,
+)
+def neighbors_batch(
+    body: BatchNeighborsRequest, model: Word2VecDep, settings: SettingsDep
+) -> BatchNeighborsResponse:
+    _check_items(len(body.words), settings.max_items_per_request, "words")
+    found = model.neighbors(body.words, body.k)
+    return BatchNeighborsResponse(results=[
+        BatchNeighborsItem(
+            word=w,
+            neighbors=None if f is None else [Neighbor(word=x, cosine=c) for x, c in f],
+            error=model.unknown_message([w]) if f is None else None,
+        )
+        for w, f in zip(body.words, found, strict=True)
+    ])
+
+
+@router.post(
+    "/similarity", response_model=SimilarityResponse, summary="Cosine similarity of word pairs",
+    description="Cosine per pair; a pair with an unknown word gets `cosine: null` and lists "
+    "the unknown words, without failing the other pairs.",
+    responses=ERROR_RESPONSES,
+)
+def similarity(
+    body: SimilarityRequest, model: Word2VecDep, settings: SettingsDep
+) -> SimilarityResponse:
+    _check_items(len(body.pairs), settings.max_items_per_request, "pairs")
+    scored = model.similarity(body.pairs)
+    return SimilarityResponse(results=[
+        SimilarityItem(pair=p, cosine=cos, unknown=unknown)
+        for p, (cos, unknown) in zip(body.pairs, scored, strict=True)
+    ])
+
+
+@router.post(
+    "/analogy", response_model=AnalogyResponse, summary="Word analogy (3CosAdd)",
+    description="The `k` words nearest `a - b + c` by cosine, the three input words "
+    "excluded: `king - man + woman`. Unknown word: 404 naming it.",
+    responses={**ERROR_RESPONSES, **NOT_FOUND},
+)
+def analogy(body: AnalogyRequest, model: Word2VecDep) -> AnalogyResponse:
+    answers = model.analogy(body.a, body.b, body.c, body.k)
+    return AnalogyResponse(
+        query=f"{body.a} - {body.b} + {body.c}",
+        answers=[Neighbor(word=w, cosine=c) for w, c in answers],
+    )

@@ -1,0 +1,101 @@
+"""Schemas of the word2vec endpoints."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from app.schemas.common import Word
+
+MAX_K = 1000
+
+
+class Neighbor(BaseModel):
+    """A word and its cosine similarity to the query."""
+
+    word: str
+    cosine: float = Field(description="Cosine similarity in [-1, 1].")
+
+
+class NeighborsRequest(BaseModel):
+    """Nearest words of one word."""
+
+    model_config = {"json_schema_extra": {"examples": [{"word": "chip", "k": 10}]}}
+
+    word: Word
+    k: int = Field(default=10, ge=1, le=MAX_K, description="How many neighbours to return.")
+
+
+class NeighborsResponse(BaseModel):
+    """The ``k`` nearest words by cosine, best first; the query word itself is excluded."""
+
+    word: str = Field(description="The query as found in the vocabulary.")
+    neighbors: list[Neighbor]
+
+
+class BatchNeighborsRequest(BaseModel):
+    """Nearest words of several words in one call."""
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"words": ["chip", "japan", "xyzzy"], "k": 5}]}
+    }
+
+    words: list[Word] = Field(min_length=1, description="Query words (at most the item limit).")
+    k: int = Field(default=10, ge=1, le=MAX_K)
+
+
+class BatchNeighborsItem(BaseModel):
+    """One query's answer; unknown words get ``neighbors: null`` and an error message."""
+
+    word: str
+    neighbors: list[Neighbor] | None
+    error: str | None = None
+
+
+class BatchNeighborsResponse(BaseModel):
+    """Answers in the order of the query words."""
+
+    results: list[BatchNeighborsItem]
+
+
+class SimilarityRequest(BaseModel):
+    """Cosine similarity of word pairs."""
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"pairs": [["chip", "intel"], ["stock", "baby"]]}]}
+    }
+
+    pairs: list[tuple[Word, Word]] = Field(min_length=1, description="Pairs of words.")
+
+
+class SimilarityItem(BaseModel):
+    """One pair's cosine, or ``null`` with the pair's unknown words."""
+
+    pair: tuple[str, str]
+    cosine: float | None
+    unknown: list[str] = Field(default_factory=list)
+
+
+class SimilarityResponse(BaseModel):
+    """Answers in the order of the pairs."""
+
+    results: list[SimilarityItem]
+
+
+class AnalogyRequest(BaseModel):
+    """Words nearest ``a - b + c`` (3CosAdd): king - man + woman ~ queen."""
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"a": "king", "b": "man", "c": "woman", "k": 5}]}
+    }
+
+    a: Word
+    b: Word
+    c: Word
+    k: int = Field(default=5, ge=1, le=MAX_K)
+
+
+class AnalogyResponse(BaseModel):
+    """The ``k`` best answers, input words excluded."""
+
+    query: str = Field(description="The vector expression that was searched.")
+    answers: list[Neighbor]
