@@ -1,0 +1,84 @@
+"""Train gensim's Word2Vec and ours on PTB in one process; print wall times and quality.
+
+Same settings for both: skip-gram, negative=5, window=5, sample=1e-4, min_count=5,
+vector_size=100, the same epochs; gensim uses workers=2 (this machine's cores). Both
+are scored by the same code (:func:`models.word2vec.evaluate.evaluate_vectors`).
+
+    python benchmarks/word2vec_vs_gensim.py --epochs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from models.common.paths import data_dir
+from models.word2vec.data import read_ptb
+from models.word2vec.evaluate import evaluate_vectors
+from models.word2vec.predictor import Word2VecPredictor
+from models.word2vec.train import TrainConfig, train
+from models.word2vec.vectors import WordVectors
+from models.word2vec.vocab import Vocab
+
+
+def run_gensim(train_file: Path, epochs: int, seed: int) -> tuple[float, WordVectors]:
+    from gensim.models import Word2Vec
+
+    sentences = read_ptb(train_file)
+    start = time.perf_counter()
+    model = Word2Vec(sentences, sg=1, negative=5, window=5, sample=1e-4, min_count=5,
+                     vector_size=100, workers=2, epochs=epochs, seed=seed)
+    wall = time.perf_counter() - start
+    kv = model.wv
+    vocab = Vocab(list(kv.index_to_key), [int(kv.get_vecattr(w, "count")) for w in kv.index_to_key])
+    return wall, WordVectors(vocab, torch.from_numpy(kv.vectors.copy()))
+
+
+def run_ours(train_file: Path, epochs: int, seed: int) -> tuple[float, WordVectors]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(train_file=train_file, out_dir=Path(tmp) / "w2v",
+                          checkpoint_dir=Path(tmp) / "ckpt", wordsim_dir=None, epochs=epochs,
+                          seed=seed, checkpoint_every=0)
+        start = time.perf_counter()
+        train(cfg)
+        wall = time.perf_counter() - start
+        return wall, Word2VecPredictor.load(cfg.out_dir).vectors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", type=Path, default=data_dir())
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    train_file = args.data_dir / "ptb" / "ptb.train.txt"
+    wordsim = args.data_dir / "wordsim"
+    torch.set_num_threads(2)
+
+    rows = {}
+    for name, runner in (("gensim", run_gensim), ("modelzoo", run_ours)):
+        wall, vectors = runner(train_file, args.epochs, args.seed)
+        rows[name] = {"wall_s": round(wall, 1), **{
+            k: round(v.get("spearman", v.get("accuracy", float("nan"))), 4)
+            for k, v in evaluate_vectors(vectors, wordsim).items()
+        }}
+    ratio = rows["modelzoo"]["wall_s"] / rows["gensim"]["wall_s"]
+    print(f"PTB train, {args.epochs} epochs, skip-gram K=5 window=5 t=1e-4 min_count=5 d=100")
+    print(f"{'system':<10}{'wall s':>8}{'WS353':>8}{'SimLex':>8}{'MEN':>8}{'analogy':>9}")
+    for name, r in rows.items():
+        print(f"{name:<10}{r['wall_s']:>8}{r['wordsim353']:>8}{r['simlex999']:>8}{r['men']:>8}"
+              f"{r['google_analogy']:>9}")
+    print(f"wall-time ratio modelzoo / gensim = {ratio:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"epochs": args.epochs, "rows": rows,
+                                         "ratio": round(ratio, 2)}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Training smoke tests: a few steps on a tiny corpus write an artifact that loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from models.word2vec.predictor import Word2VecPredictor
+from models.word2vec.train import TrainConfig, train
+
+
+def _config(corpus: Path, tmp: Path, **kw: object) -> TrainConfig:
+    base: dict[str, object] = {
+        "train_file": corpus, "out_dir": tmp / "artifact", "checkpoint_dir": tmp / "ckpt",
+        "wordsim_dir": None, "embed_size": 16, "min_count": 1, "batch_size": 64, "epochs": 2,
+        "subsample_t": 1e-2, "checkpoint_every": 0,
+    }
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_training_writes_a_loadable_artifact(tiny_corpus: Path, tmp_path: Path) -> None:
+    card = train(_config(tiny_corpus, tmp_path))
+    out = tmp_path / "artifact"
+    assert {p.name for p in out.iterdir()} >= {"model.safetensors", "config.json", "card.json",
+                                               "vocab.json"}
+    assert card["vocab_size"] == 20 and card["training"]["steps"] > 0
+    predictor = Word2VecPredictor.load(out)
+    (nbrs,) = predictor.neighbors(["chip"], 3)
+    assert nbrs is not None and len(nbrs) == 3 and "chip" not in [w for w, _ in nbrs]
+
+
+def test_training_separates_the_two_topics(tiny_corpus: Path, tmp_path: Path) -> None:
+    train(_config(tiny_corpus, tmp_path, epochs=30, lr=1.0))
+    predictor = Word2VecPredictor.load(tmp_path / "artifact")
+    (same, _), (cross, _) = predictor.similarity([("chip", "intel"), ("chip", "baby")])
+    assert same is not None and cross is not None
+    assert same > cross + 0.2
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sparse_adam", "adam"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
+    tiny_corpus: Path, tmp_path: Path, optimizer: str
+) -> None:
+    straight = tmp_path / "straight"
+    train(_config(tiny_corpus, straight, optimizer=optimizer, epochs=3))
+    interrupted = tmp_path / "interrupted"
+    cfg = _config(tiny_corpus, interrupted, optimizer=optimizer, epochs=3, checkpoint_every=5)
+    train(_config(tiny_corpus, interrupted, optimizer=optimizer, epochs=3, checkpoint_every=5,
+                  max_steps=12))
+    assert (interrupted / "ckpt" / "last.pt").is_file()
+    cfg.resume = True
+    train(cfg)
+    a = load_file(straight / "artifact" / "model.safetensors")["center"]
+    b = load_file(interrupted / "artifact" / "model.safetensors")["center"]
+    torch.testing.assert_close(a, b)
