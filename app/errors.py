@@ -96,10 +96,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        if exc.status_code == 413:
-            limit = request.app.state.settings.max_request_bytes
-            message = f"request body is larger than the limit of {limit} bytes; send less"
-        elif exc.status_code == 404 and message == "Not Found":
+        if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}; see /docs for the API"
         return error_response(exc.status_code, code, message, headers=exc.headers)
 

@@ -1,10 +1,50 @@
-"""ASGI middleware: request ids (the body size limit is FastAPI's own ``max_body_size``)."""
+"""ASGI middleware: request body size limit (413) and request ids."""
 
 from __future__ import annotations
 
 import uuid
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import error_response
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 (in the API's error shape) when a body exceeds ``max_bytes``.
+
+    A declared ``Content-Length`` over the limit is refused before the body is read; a
+    streamed body is counted as it arrives and the read fails with an ``HTTPException``
+    that the app's handler turns into the same JSON error.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    def message(self) -> str:
+        return f"request body is larger than the limit of {self.max_bytes} bytes; send less"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = error_response(413, "payload_too_large", self.message())
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, self.message())
+            return message
+
+        await self.app(scope, counting_receive, send)
+
 
 
 class RequestIdMiddleware:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -29,12 +28,24 @@ def _setup_logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _command_line() -> str:
-    return "modelzoo " + shlex.join(sys.argv[1:])
+def _command_line(ctx: typer.Context) -> str:
+    """The command that reproduces this call: ``modelzoo <sub> <task>`` + non-default flags."""
+    parts = ["modelzoo", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.name is None or value == param.default or value is None:
+            continue
+        flag = "--" + param.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + flag[2:])
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
 
 
 @train_app.command("word2vec")
 def train_word2vec(
+    ctx: typer.Context,
     train_file: Annotated[Path | None, typer.Option(help="PTB-format training text.")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Artifact directory to write.")] = None,
     checkpoint_dir: Path = Path("runs/word2vec"),
@@ -45,9 +56,11 @@ def train_word2vec(
     max_window_size: int = 5,
     num_noise_words: int = 5,
     batch_size: int = 512,
-    lr: float = 2.0,
+    lr: float = 0.005,
     lr_schedule: str = "linear",
-    optimizer: Annotated[str, typer.Option(help="sgd | sparse_adam | adam")] = "sgd",
+    optimizer: Annotated[
+        str, typer.Option(help="sparse_adam (lazy Adam) | adam (dense, the tutorial's) | sgd")
+    ] = "sparse_adam",
     epochs: int = 20,
     seed: int = 0,
     bf16: bool = False,
@@ -72,7 +85,7 @@ def train_word2vec(
         optimizer=optimizer,  # type: ignore[arg-type]
         epochs=epochs, seed=seed, bf16=bf16, device=device,
         checkpoint_every=checkpoint_every, resume=resume, max_steps=max_steps,
-        command=_command_line(),
+        command=_command_line(ctx),
     )
     card = train(cfg)
     typer.echo(json.dumps({"out_dir": str(cfg.out_dir), "metrics": card["metrics"],

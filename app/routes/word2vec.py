@@ -32,7 +32,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 def _check_items(n: int, limit: int, what: str) -> None:
     if n > limit:
         raise APIError(422, f"too many {what}: {n}; send at most {limit} per request "
-                       "(MODELZOO_MAX_ITEMS_PER_REQUEST)")
+                       "(MODELZOO_MAX_ITEMS_PER_REQUEST)", code="invalid_input")
 
 
 @router.post(

@@ -318,19 +318,12 @@ def _batch_is_ready(batch: Any) -> Any:
     return batch
 
 
-def epoch_loader(
-    dataset: SkipGramEpoch, batch_size: int, skip_batches: int = 0, num_workers: int = 0
-) -> DataLoader:
+def epoch_loader(dataset: SkipGramEpoch, batch_size: int, skip_batches: int = 0) -> DataLoader:
     """A ``DataLoader`` over one epoch's shuffled batches; each item is a batchified tuple.
 
-    ``skip_batches`` drops the epoch's first batches without fetching them (for resuming);
-    ``num_workers=1`` draws negatives in a worker process while the model trains.
+    ``skip_batches`` drops the epoch's first batches without fetching them (for resuming).
+    Worker processes do not pay on 2 cores (measured slower); the trainer overlaps batch
+    preparation with a thread instead (:func:`models.common.prefetch.prefetch`).
     """
     batches = [b.tolist() for b in dataset.batches(batch_size)]
-    return DataLoader(
-        dataset,
-        batch_sampler=batches[skip_batches:],
-        collate_fn=_batch_is_ready,
-        num_workers=num_workers,
-        prefetch_factor=8 if num_workers else None,
-    )
+    return DataLoader(dataset, batch_sampler=batches[skip_batches:], collate_fn=_batch_is_ready)

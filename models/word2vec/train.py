@@ -23,6 +23,7 @@ from models.common.artifacts import git_commit, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
 from models.common.device import hardware_summary, resolve_device
 from models.common.paths import artifacts_dir, data_dir
+from models.common.prefetch import prefetch
 from models.common.seeding import seed_everything
 from models.word2vec.data import (
     Corpus,
@@ -55,14 +56,13 @@ class TrainConfig:
     max_window_size: int = 5
     num_noise_words: int = 5
     batch_size: int = 512
-    lr: float = 2.0
+    lr: float = 0.005
     lr_schedule: Literal["constant", "linear"] = "linear"
-    optimizer: Literal["adam", "sparse_adam", "sgd", "adagrad"] = "sgd"
+    optimizer: Literal["adam", "sparse_adam", "sgd"] = "sparse_adam"
     epochs: int = 20
     seed: int = 0
     bf16: bool = False
     device: str = "cpu"
-    num_workers: int = 0
     checkpoint_every: int = 2000
     resume: bool = False
     max_steps: int | None = None
@@ -85,11 +85,9 @@ def subsampling_stats(
 
 
 def _build_optimizer(model: SkipGram, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (the tutorial's), lazy Adam or Adagrad on sparse gradients, or SGD (word2vec.c's)."""
+    """Adam (the tutorial's), lazy Adam on sparse gradients, or plain SGD (word2vec.c's)."""
     if cfg.optimizer == "sparse_adam":
         return torch.optim.SparseAdam(list(model.parameters()), lr=cfg.lr)
-    if cfg.optimizer == "adagrad":
-        return torch.optim.Adagrad(model.parameters(), lr=cfg.lr)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr)
     return torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -114,8 +112,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     keep_prob = keep_probabilities(counts, cfg.subsample_t)
     sampler = NegativeSampler(counts)
     stats = subsampling_stats(corpus, vocab, keep_prob, cfg.seed, ("the", "join"))
-    log.info("vocab %d words, %d tokens; subsampling keeps %d", len(vocab), len(corpus),
-             stats["tokens_after"])
+    words = stats["words"]
+    log.info(
+        "vocab %d words, %d tokens; one subsampling draw keeps %d (%.1f%%); 'the' %s; 'join' %s",
+        len(vocab), len(corpus), stats["tokens_after"],
+        100 * stats["tokens_after"] / max(len(corpus), 1),
+        "{before} -> {after}".format(**words["the"]) if "the" in words else "absent",
+        "{before} -> {after}".format(**words["join"]) if "join" in words else "absent",
+    )
 
     model = SkipGram(len(vocab), cfg.embed_size, sparse=cfg.optimizer != "adam")
     model.to(device)
@@ -136,7 +140,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "step": step, "global_step": global_step, "elapsed": elapsed + time.perf_counter() - t0,
         })
 
-    steps_per_epoch: int | None = None
     t0 = time.perf_counter()
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
@@ -148,15 +151,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             num_noise_words=cfg.num_noise_words, seed=cfg.seed, epoch=epoch,
         )
         skip = start_step if epoch == start_epoch else 0
-        loader = epoch_loader(dataset, cfg.batch_size, skip, cfg.num_workers)
-        steps_per_epoch = steps_per_epoch or -(-len(dataset) // cfg.batch_size)
-        total_steps = steps_per_epoch * cfg.epochs
+        loader = epoch_loader(dataset, cfg.batch_size, skip)
+        epoch_steps = skip + len(loader)
         running, n = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=2)
+        bar = tqdm(prefetch(loader), total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   leave=False, mininterval=2)
         for step, (center, ctx_neg, mask, label) in enumerate(bar, start=skip):
-            if cfg.lr_schedule == "linear":
+            if cfg.lr_schedule == "linear":  # word2vec.c: decay linearly towards 0
+                progress = (epoch + step / epoch_steps) / cfg.epochs
                 for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * max(1e-4, 1.0 - global_step / total_steps)
+                    group["lr"] = cfg.lr * max(1e-4, 1.0 - progress)
             center, ctx_neg = center.to(device), ctx_neg.to(device)
             with autocast:
                 logits = model(center, ctx_neg)

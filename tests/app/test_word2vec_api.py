@@ -143,3 +143,15 @@ async def test_bad_requests_do_not_disturb_later_ones(client: httpx.AsyncClient)
         assert (await client.post("/v1/word2vec/neighbors", json=bad)).status_code in (404, 422)
     after = await client.post("/v1/word2vec/neighbors", json={"word": "stock", "k": 5})
     assert after.json() == before.json()
+
+
+async def test_streamed_oversized_body_returns_413(client: httpx.AsyncClient) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"pairs": ['
+        for _ in range(60_000):
+            yield b'["chip", "intel"],'
+        yield b'["chip", "intel"]]}'
+
+    response = await client.post("/v1/word2vec/similarity", content=chunks(),
+                                 headers={"content-type": "application/json"})
+    _assert_error(response, 413, "payload_too_large")

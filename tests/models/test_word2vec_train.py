@@ -34,7 +34,7 @@ def test_training_writes_a_loadable_artifact(tiny_corpus: Path, tmp_path: Path) 
 
 
 def test_training_separates_the_two_topics(tiny_corpus: Path, tmp_path: Path) -> None:
-    train(_config(tiny_corpus, tmp_path, epochs=30, lr=1.0))
+    train(_config(tiny_corpus, tmp_path, epochs=30, optimizer="sgd", lr=1.0))
     predictor = Word2VecPredictor.load(tmp_path / "artifact")
     (same, _), (cross, _) = predictor.similarity([("chip", "intel"), ("chip", "baby")])
     assert same is not None and cross is not None
