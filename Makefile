@@ -29,7 +29,7 @@ test: lint typecheck
 
 bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
-	$(BIN)/python benchmarks/word2vec_vs_gensim.py
+	$(BIN)/python benchmarks/word2vec_vs_gensim.py --epochs 20 --with-sgd
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
