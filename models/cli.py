@@ -129,6 +129,67 @@ def evaluate_word2vec(
         typer.echo(format_report(metrics, probes))
 
 
+@train_app.command("lm")
+def train_lm(
+    ctx: typer.Context,
+    preset: Annotated[str, typer.Option(help="served | baseline (the seed tutorial)")] = "served",
+    train_file: Annotated[Path | None, typer.Option(help="PTB-format training text.")] = None,
+    valid_file: Annotated[Path | None, typer.Option(help="PTB-format validation text.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Artifact directory to write.")] = None,
+    checkpoint_dir: Path = Path("runs/lm"),
+    epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Override the preset's learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Override the preset's batch.")] = None,
+    seed: int = 0,
+    bf16: bool = False,
+    device: str = "cpu",
+    checkpoint_every: int = 200,
+    resume: bool = False,
+    max_steps: int | None = None,
+    verbose: bool = False,
+) -> None:
+    """Train the LSTM language model (truncated BPTT) on PTB."""
+    from models.lm.train import TrainConfig, train
+
+    _setup_logging(verbose)
+    overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items()
+                 if v is not None}
+    cfg = TrainConfig.from_preset(
+        preset,
+        train_file=train_file or data_dir() / "ptb" / "ptb.train.txt",
+        valid_file=valid_file or data_dir() / "ptb" / "ptb.valid.txt",
+        out_dir=out_dir or artifacts_dir() / "lm",
+        checkpoint_dir=checkpoint_dir, seed=seed, bf16=bf16, device=device,
+        checkpoint_every=checkpoint_every, resume=resume, max_steps=max_steps,
+        command=_command_line(ctx), **overrides,
+    )
+    card = train(cfg)
+    typer.echo(json.dumps({"out_dir": str(cfg.out_dir), "metrics": card["metrics"],
+                           "wall_time_s": card["training"]["wall_time_s"]}, indent=2))
+
+
+@evaluate_app.command("lm")
+def evaluate_lm(
+    file: Annotated[Path, typer.Option(help="Any PTB-format file (one sentence a line).")],
+    artifact_dir: Annotated[Path | None, typer.Option(help="Artifact to evaluate.")] = None,
+) -> None:
+    """Per-token perplexity (``<eos>`` counted) of any PTB-format file."""
+    from models.common.artifacts import load_artifact
+    from models.lm.data import Dictionary, tokenize
+    from models.lm.evaluate import perplexity
+    from models.lm.model import RNNLM
+
+    artifact_dir = artifact_dir or artifacts_dir() / "lm"
+    tensors, config, _ = load_artifact(artifact_dir)
+    model = RNNLM(**config)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if unexpected or set(missing) - {"linear.weight"}:
+        raise typer.BadParameter(f"artifact does not match its config: {missing} {unexpected}")
+    dictionary = Dictionary.load(artifact_dir)
+    ids = tokenize(file, dictionary, grow=False)
+    typer.echo(f"{file}: {ids.numel()} tokens, perplexity {perplexity(model, ids):.2f}")
+
+
 @app.command()
 def serve(
     host: str = "0.0.0.0",

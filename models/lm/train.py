@@ -1,0 +1,219 @@
+"""Train the LSTM LM on PTB and write ``artifacts/lm``.
+
+Two presets: ``baseline`` is exactly the seed tutorial (Embedding(10000,128) ->
+LSTM(128,1024) -> Linear, Adam lr 0.002, clip 0.5, seq 30, batch 20, 5 epochs);
+``served`` follows Zaremba et al. 2014 "medium" regularisation with tied weights
+(Press & Wolf 2017): 2 layers, dropout 0.5, SGD lr 20 divided by 4 when validation
+perplexity stops improving (pytorch/examples word_language_model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models.common.artifacts import git_commit, save_artifact
+from models.common.checkpoint import load_checkpoint, save_checkpoint
+from models.common.device import hardware_summary, resolve_device
+from models.common.paths import artifacts_dir, data_dir
+from models.common.seeding import seed_everything
+from models.lm.data import Corpus, batchify, get_batch
+from models.lm.evaluate import perplexity
+from models.lm.model import RNNLM, detach
+
+log = logging.getLogger(__name__)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "baseline": {"embed_size": 128, "hidden_size": 1024, "num_layers": 1, "dropout": 0.0,
+                 "tie_weights": False, "optimizer": "adam", "lr": 0.002, "clip": 0.5,
+                 "seq_length": 30, "batch_size": 20, "epochs": 5},
+    "served": {"embed_size": 650, "hidden_size": 650, "num_layers": 2, "dropout": 0.5,
+               "tie_weights": True, "optimizer": "sgd", "lr": 20.0, "clip": 0.25,
+               "seq_length": 35, "batch_size": 20, "epochs": 40},
+}
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of an LM training run."""
+
+    train_file: Path = field(default_factory=lambda: data_dir() / "ptb" / "ptb.train.txt")
+    valid_file: Path = field(default_factory=lambda: data_dir() / "ptb" / "ptb.valid.txt")
+    out_dir: Path = field(default_factory=lambda: artifacts_dir() / "lm")
+    checkpoint_dir: Path = Path("runs/lm")
+    preset: str = "served"
+    embed_size: int = 650
+    hidden_size: int = 650
+    num_layers: int = 2
+    dropout: float = 0.5
+    tie_weights: bool = True
+    optimizer: Literal["adam", "sgd"] = "sgd"
+    lr: float = 20.0
+    lr_decay: float = 4.0
+    clip: float = 0.25
+    seq_length: int = 35
+    batch_size: int = 20
+    epochs: int = 40
+    seed: int = 0
+    bf16: bool = False
+    device: str = "cpu"
+    checkpoint_every: int = 200
+    resume: bool = False
+    max_steps: int | None = None
+    command: str = "modelzoo train lm"
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides: Any) -> TrainConfig:
+        """A config from a named preset, with explicit overrides.
+
+        Raises:
+            ValueError: unknown preset.
+        """
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {preset!r}")
+        return cls(preset=preset, **{**PRESETS[preset], **overrides})
+
+    def model_config(self, vocab_size: int) -> dict[str, Any]:
+        """Constructor arguments of :class:`RNNLM` (what ``config.json`` holds)."""
+        return {"vocab_size": vocab_size, "embed_size": self.embed_size,
+                "hidden_size": self.hidden_size, "num_layers": self.num_layers,
+                "dropout": self.dropout, "tie_weights": self.tie_weights}
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train with truncated BPTT, keep the best validation checkpoint, write the artifact.
+
+    The hidden state is carried across ``seq_length`` chunks and detached between them.
+    Checkpoints (model, optimizer, position, best state) go to ``checkpoint_dir/last.pt``
+    every ``checkpoint_every`` steps and at each epoch end; ``resume`` continues there.
+
+    Returns:
+        The model card.
+
+    Raises:
+        FileNotFoundError: a data file does not exist.
+    """
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    corpus = Corpus.load(cfg.train_file, cfg.valid_file)
+    vocab_size = len(corpus.dictionary)
+    streams = batchify(corpus.train, cfg.batch_size).to(device)
+    model = RNNLM(**{k: v for k, v in cfg.model_config(vocab_size).items()
+                     if k != "vocab_size"}, vocab_size=vocab_size).to(device)
+    optimizer: torch.optim.Optimizer = (
+        torch.optim.Adam(model.parameters(), lr=cfg.lr) if cfg.optimizer == "adam"
+        else torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    )
+    ckpt_path = cfg.checkpoint_dir / "last.pt"
+    progress: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0, "elapsed": 0.0,
+                                "best_ppl": math.inf, "history": []}
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    hidden = model.init_hidden(cfg.batch_size, device)
+    state = load_checkpoint(ckpt_path) if cfg.resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        best_state, progress = state["best_model"], state["progress"]
+        torch.set_rng_state(state["rng"])
+        hidden = (state["hidden"][0].to(device), state["hidden"][1].to(device))
+        log.info("resumed at epoch %d step %d", progress["epoch"], progress["step"])
+
+    t0 = time.perf_counter()
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "best_model": best_state, "rng": torch.get_rng_state(), "hidden": hidden,
+            "progress": {**progress, "elapsed": progress["elapsed"] + time.perf_counter() - t0},
+        })
+
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16
+                else contextlib.nullcontext())
+    starts = list(range(0, streams.size(1) - 1, cfg.seq_length))
+    done = False
+    while progress["epoch"] < cfg.epochs and not done:
+        model.train()
+        first = progress["step"]
+        if first == 0:
+            hidden = model.init_hidden(cfg.batch_size, device)
+        bar = tqdm(starts[first:], desc=f"epoch {progress['epoch'] + 1}/{cfg.epochs}",
+                   leave=False, mininterval=5)
+        for i in bar:
+            inputs, targets = get_batch(streams, i, cfg.seq_length)
+            hidden = detach(hidden)
+            with autocast:
+                logits, hidden = model(inputs, hidden)
+            loss = F.cross_entropy(logits.float().reshape(-1, vocab_size), targets.reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            optimizer.step()
+            progress["step"] += 1
+            progress["global_step"] += 1
+            if cfg.checkpoint_every and progress["global_step"] % cfg.checkpoint_every == 0:
+                checkpoint()
+            if cfg.max_steps is not None and progress["global_step"] >= cfg.max_steps:
+                done = True
+                break
+        if done:
+            break
+        ppl = perplexity(model, corpus.valid, device=device)
+        progress["history"].append({"epoch": progress["epoch"] + 1, "valid_ppl": round(ppl, 2),
+                                    "lr": optimizer.param_groups[0]["lr"]})
+        log.info("epoch %d: valid perplexity %.2f", progress["epoch"] + 1, ppl)
+        if ppl < progress["best_ppl"]:
+            progress["best_ppl"] = ppl
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif cfg.optimizer == "sgd":  # pytorch/examples: anneal when validation stalls
+            for group in optimizer.param_groups:
+                group["lr"] /= cfg.lr_decay
+        progress["epoch"] += 1
+        progress["step"] = 0
+        checkpoint()
+    wall = progress["elapsed"] + time.perf_counter() - t0
+    if progress["history"]:
+        model.load_state_dict(best_state)
+    return write_artifact(model, corpus, cfg, progress, wall)
+
+
+def write_artifact(
+    model: RNNLM, corpus: Corpus, cfg: TrainConfig, progress: dict[str, Any], wall_s: float
+) -> dict[str, Any]:
+    """Save the (best) model, vocabulary, config and card into ``cfg.out_dir``."""
+    valid_ppl = perplexity(model, corpus.valid)
+    n_params = sum(p.numel() for p in model.parameters())
+    card = {
+        "task": "lm",
+        "name": f"lstm-lm-ptb-{cfg.preset}",
+        "arch": f"{cfg.num_layers}-layer LSTM {cfg.hidden_size}"
+                + (", tied embeddings" if cfg.tie_weights else ""),
+        "dataset": {"name": "Penn Treebank (Mikolov LM version)", "split": "train",
+                    "eval_split": "valid", "vocab_size": len(corpus.dictionary)},
+        "metrics": {"valid_perplexity": round(valid_ppl, 2)},
+        "metrics_command": "modelzoo evaluate lm --file ../shared/data/ptb/ptb.valid.txt",
+        "history": progress["history"],
+        "training": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
+                        if k not in ("out_dir", "checkpoint_dir", "resume", "train_file",
+                                     "valid_file")},
+                     "steps": progress["global_step"], "wall_time_s": round(wall_s, 1),
+                     "hardware": hardware_summary()},
+        "params": n_params,
+        "weights_dtype": "float32",
+        "git_commit": git_commit(),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    tensors = {k: v for k, v in model.state_dict().items()
+               if not (cfg.tie_weights and k == "linear.weight")}
+    save_artifact(cfg.out_dir, tensors, cfg.model_config(len(corpus.dictionary)), card)
+    corpus.dictionary.save(cfg.out_dir)
+    return card
