@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     max_items_per_request: int = Field(
         default=256, ge=1, le=100_000, description="Words or pairs in one call."
     )
+    lm_max_tokens: int = Field(default=200, ge=1, description="Words per generated sample.")
+    lm_max_samples: int = Field(default=8, ge=1, description="Samples per generate call.")
+    lm_max_prompt_words: int = Field(default=200, ge=1, description="Prompt or scored words.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("models")

@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 from app.config import Settings
 from app.errors import APIError
 from app.registry import ModelNotReadyError, ModelRegistry
+from models.common.predictor import Predictor
+from models.lm.predictor import LMPredictor
 from models.word2vec.predictor import Word2VecPredictor
 
 
@@ -39,14 +41,26 @@ def require_json(request: Request) -> None:
         )
 
 
-def get_word2vec(registry: RegistryDep) -> Word2VecPredictor:
-    """The loaded word2vec predictor, or 503 while it is not ready."""
+def _ready(registry: ModelRegistry, task: str) -> Predictor:
     try:
-        predictor = registry.get("word2vec")
+        return registry.get(task)
     except ModelNotReadyError as exc:
         raise APIError(503, str(exc), headers={"Retry-After": "5"}) from exc
+
+
+def get_word2vec(registry: RegistryDep) -> Word2VecPredictor:
+    """The loaded word2vec predictor, or 503 while it is not ready."""
+    predictor = _ready(registry, "word2vec")
     assert isinstance(predictor, Word2VecPredictor)
     return predictor
 
 
+def get_lm(registry: RegistryDep) -> LMPredictor:
+    """The loaded language model, or 503 while it is not ready."""
+    predictor = _ready(registry, "lm")
+    assert isinstance(predictor, LMPredictor)
+    return predictor
+
+
 Word2VecDep = Annotated[Word2VecPredictor, Depends(get_word2vec)]
+LMDep = Annotated[LMPredictor, Depends(get_lm)]

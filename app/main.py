@@ -14,7 +14,7 @@ from app.config import Settings
 from app.errors import install_error_handlers
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.registry import ModelRegistry
-from app.routes import health, word2vec
+from app.routes import health, lm, word2vec
 
 log = logging.getLogger(__name__)
 
@@ -71,4 +71,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(word2vec.router)
+    app.include_router(lm.router)
     return app

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # task -> "module:Class" of its predictor; imported only when the task is loaded.
 PREDICTORS: dict[str, str] = {
     "word2vec": "models.word2vec.predictor:Word2VecPredictor",
+    "lm": "models.lm.predictor:LMPredictor",
 }
 
 Status = Literal["pending", "loading", "ready", "failed"]

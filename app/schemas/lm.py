@@ -1,0 +1,66 @@
+"""Schemas of the language-model endpoints."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class GenerateRequest(BaseModel):
+    """Sample text word by word from the LSTM LM."""
+
+    model_config = {"json_schema_extra": {"examples": [
+        {"prompt": "the company said", "max_tokens": 20, "temperature": 0.8, "top_k": 40,
+         "seed": 7, "num_samples": 2, "stop_at_eos": True},
+    ]}}
+
+    prompt: str = Field(default="", max_length=5_000,
+                        description="Words to continue (PTB style, lowercase); empty = start "
+                        "a sentence.")
+    max_tokens: int = Field(default=30, ge=1, description="Words to generate per sample.")
+    temperature: float = Field(default=1.0, gt=0.0, le=100.0,
+                               description="Softmax temperature, > 0; tiny values are ~greedy.")
+    top_k: int | None = Field(default=None, ge=1, description="Sample among the k best words.")
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0,
+                                description="Nucleus sampling: smallest set with this mass.")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1,
+                             description="Same seed and inputs give the same text.")
+    num_samples: int = Field(default=1, ge=1, description="Independent samples.")
+    stop_at_eos: bool = Field(default=False,
+                              description="End a sample at <eos> instead of writing a newline.")
+
+
+class Sample(BaseModel):
+    """One generated continuation."""
+
+    text: str = Field(description="Generated words; <eos> rendered as a newline.")
+    tokens: list[str]
+
+
+class GenerateResponse(BaseModel):
+    """Samples, the seed used and the prompt words that became <unk>."""
+
+    samples: list[Sample]
+    seed: int
+    unknown_words: list[str]
+
+
+class ScoreRequest(BaseModel):
+    """Text to score."""
+
+    model_config = {"json_schema_extra": {"examples": [
+        {"text": "the company said it expects higher earnings"}]}}
+
+    text: str = Field(min_length=1, max_length=5_000)
+
+
+class TokenScore(BaseModel):
+    token: str
+    logprob: float = Field(description="Natural-log probability given the words before it.")
+
+
+class ScoreResponse(BaseModel):
+    """Per-token log-probabilities (a final <eos> included) and the perplexity."""
+
+    tokens: list[TokenScore]
+    perplexity: float
+    unknown_words: list[str]

@@ -1,0 +1,138 @@
+"""Serving-side LSTM LM: sampling (temperature, top-k, nucleus) and scoring."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.common.artifacts import ArtifactError, load_artifact
+from models.lm.data import EOS, Dictionary
+from models.lm.model import RNNLM, Hidden
+
+log = logging.getLogger(__name__)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Restrict ``logits (N, V)`` to the ``top_k`` best and/or the nucleus of mass ``top_p``
+    (Holtzman et al. 2020); everything else becomes ``-inf``. The best token always stays.
+    """
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop = cumulative - sorted_logits.softmax(dim=-1) >= top_p  # mass before the token
+        drop[..., 0] = False
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+@dataclass
+class Step:
+    """One generated token for one sample."""
+
+    sample: int
+    token: str
+    finished: bool
+
+
+class LMPredictor:
+    """Samples and scores text with the trained LSTM LM (word level, PTB vocabulary).
+
+    Prompts and texts are whitespace-tokenised and lowercased as PTB is; unknown words
+    become ``<unk>`` and are reported.
+    """
+
+    task = "lm"
+
+    def __init__(self, model: RNNLM, dictionary: Dictionary, card: dict[str, Any],
+                 device: torch.device, quantized: bool) -> None:
+        self.model, self.dictionary, self.card = model.eval(), dictionary, card
+        self.device, self.quantized = device, quantized
+        self.eos = dictionary.word2idx[EOS]
+
+    @classmethod
+    def load(cls, artifact_dir: Path, device: torch.device | str = "cpu",
+             quantize: bool = False) -> LMPredictor:
+        """Rebuild ``RNNLM(**config)`` from safetensors; int8 dynamic quantization of the
+        LSTM and Linear layers when ``quantize`` (CPU only).
+
+        Raises:
+            ArtifactError: files missing, or weights that do not fit the config.
+        """
+        device = torch.device(device)
+        tensors, config, card = load_artifact(artifact_dir)
+        model = RNNLM(**config)
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+        if unexpected or set(missing) - ({"linear.weight"} if config.get("tie_weights") else set()):
+            raise ArtifactError(f"weights do not fit config.json: missing {missing}, "
+                                f"unexpected {unexpected}")
+        model.eval()
+        if quantize:
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+            device = torch.device("cpu")
+        return cls(model.to(device), Dictionary.load(artifact_dir), card, device, quantize)
+
+    def encode(self, text: str) -> tuple[list[int], list[str]]:
+        """Word indices of ``text`` (lowercased) and the words that became ``<unk>``."""
+        words = [w if w in self.dictionary.word2idx else w.lower() for w in text.split()]
+        return self.dictionary.encode(words)
+
+    def _context(self, prompt_ids: list[int], n: int) -> tuple[torch.Tensor, Hidden]:
+        """Run ``<eos> + prompt`` through the model for ``n`` samples; last logits (n, V)."""
+        ids = torch.tensor([[self.eos, *prompt_ids]] * n, device=self.device)
+        hidden = self.model.init_hidden(n, self.device)
+        logits, hidden = self.model(ids, hidden)
+        return logits[:, -1], hidden
+
+    @torch.inference_mode()
+    def stream(self, prompt: str, max_tokens: int, temperature: float, top_k: int | None,
+               top_p: float | None, seed: int, num_samples: int,
+               stop_at_eos: bool) -> Iterator[Step]:
+        """Sample word by word with ``torch.multinomial`` (as the tutorial), yielding each token.
+
+        Same arguments (``seed`` included) give the same tokens.
+        """
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        prompt_ids, _ = self.encode(prompt)
+        logits, hidden = self._context(prompt_ids, num_samples)
+        active = torch.ones(num_samples, dtype=torch.bool)
+        for _ in range(max_tokens):
+            probs = F.softmax(filter_logits(logits.float() / temperature, top_k, top_p), dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=generator)  # (n, 1)
+            for s, idx in enumerate(nxt[:, 0].tolist()):
+                if active[s]:
+                    done = stop_at_eos and idx == self.eos
+                    yield Step(s, self.dictionary.idx2word[idx], done)
+                    active[s] = not done
+            if not active.any():
+                return
+            logits, hidden = self.model(nxt, hidden)
+            logits = logits[:, -1]
+
+    @torch.inference_mode()
+    def score(self, text: str) -> tuple[list[str], list[float], float, list[str]]:
+        """Log-probability (natural log) of each word of ``text`` and of the final ``<eos>``,
+        each given the words before it (from a sentence start).
+
+        Returns:
+            ``(tokens, logprobs, perplexity, unknown_words)``; perplexity = exp(-mean logprob).
+        """
+        ids, unknown = self.encode(text)
+        ids = [*ids, self.eos]
+        inputs = torch.tensor([[self.eos, *ids[:-1]]], device=self.device)
+        logits, _ = self.model(inputs, self.model.init_hidden(1, self.device))
+        logp = F.log_softmax(logits[0].float(), dim=-1)
+        values = logp[torch.arange(len(ids)), torch.tensor(ids, device=self.device)].tolist()
+        tokens = [self.dictionary.idx2word[i] for i in ids]
+        return tokens, values, math.exp(-sum(values) / len(values)), unknown

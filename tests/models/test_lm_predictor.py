@@ -1,0 +1,75 @@
+"""LM sampling filters and the predictor on a tiny trained model."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.lm.predictor import LMPredictor, filter_logits
+from models.lm.train import TrainConfig, train
+
+
+def test_top_k_keeps_exactly_k_tokens() -> None:
+    logits = torch.tensor([[0.1, 2.0, -1.0, 3.0, 0.5, 1.5]])
+    kept = filter_logits(logits, top_k=3, top_p=None)
+    assert torch.isfinite(kept).sum() == 3
+    assert set(torch.nonzero(torch.isfinite(kept[0])).flatten().tolist()) == {1, 3, 5}
+
+
+def test_top_p_keeps_the_smallest_nucleus() -> None:
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    kept = filter_logits(probs.log(), top_k=None, top_p=0.75)
+    assert torch.isfinite(kept[0]).tolist() == [True, True, False, False]
+    only_best = filter_logits(probs.log(), top_k=None, top_p=0.1)
+    assert torch.isfinite(only_best[0]).tolist() == [True, False, False, False]
+
+
+@pytest.fixture(scope="module")
+def lm_artifact(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lm_artifacts")
+    train(TrainConfig(train_file=tiny_corpus, valid_file=tiny_corpus, out_dir=root / "lm",
+                      checkpoint_dir=root / "ckpt", embed_size=16, hidden_size=16,
+                      num_layers=1, dropout=0.0, tie_weights=True, lr=5.0, batch_size=4,
+                      seq_length=10, epochs=2, checkpoint_every=0))
+    return root
+
+
+def test_same_seed_same_samples(lm_artifact: Path) -> None:
+    lm = LMPredictor.load(lm_artifact / "lm")
+    args = ("the chip", 12, 1.0, None, None, 123, 3, False)
+    first = [(s.sample, s.token) for s in lm.stream(*args)]
+    again = [(s.sample, s.token) for s in lm.stream(*args)]
+    other = [(s.sample, s.token) for s in lm.stream(*args[:5], 124, 3, False)]
+    assert first == again and len(first) == 36
+    assert first != other
+
+
+def test_stop_at_eos_ends_each_sample(lm_artifact: Path) -> None:
+    lm = LMPredictor.load(lm_artifact / "lm")
+    steps = list(lm.stream("", 60, 1.0, None, None, 0, 4, True))
+    for sample in range(4):
+        own = [s for s in steps if s.sample == sample]
+        assert all(not s.finished for s in own[:-1])
+        assert sum(s.token == "<eos>" for s in own) <= 1
+        if own[-1].token == "<eos>":
+            assert own[-1].finished
+
+
+def test_score_is_consistent_and_reports_unknown_words(lm_artifact: Path) -> None:
+    lm = LMPredictor.load(lm_artifact / "lm")
+    tokens, logprobs, ppl, unknown = lm.score("The chip xyzzy computer")
+    assert tokens == ["the", "chip", "<unk>", "computer", "<eos>"]
+    assert unknown == ["xyzzy"]
+    assert all(lp <= 0 for lp in logprobs)
+    assert ppl == pytest.approx(math.exp(-sum(logprobs) / len(logprobs)))
+
+
+def test_int8_quantized_model_stays_close(lm_artifact: Path) -> None:
+    fp32 = LMPredictor.load(lm_artifact / "lm")
+    int8 = LMPredictor.load(lm_artifact / "lm", quantize=True)
+    assert int8.quantized and int8.device.type == "cpu"
+    text = "the chip computer and the memory"
+    assert int8.score(text)[2] == pytest.approx(fp32.score(text)[2], rel=0.05)
