@@ -146,6 +146,9 @@ def train_lm(
     checkpoint_every: int = 200,
     resume: bool = False,
     max_steps: int | None = None,
+    set_lr: Annotated[
+        float | None, typer.Option(help="Set the learning rate now (e.g. with --resume).")
+    ] = None,
     verbose: bool = False,
 ) -> None:
     """Train the LSTM language model (truncated BPTT) on PTB."""
@@ -160,7 +163,7 @@ def train_lm(
         valid_file=valid_file or data_dir() / "ptb" / "ptb.valid.txt",
         out_dir=out_dir or artifacts_dir() / "lm",
         checkpoint_dir=checkpoint_dir, seed=seed, bf16=bf16, device=device,
-        checkpoint_every=checkpoint_every, resume=resume, max_steps=max_steps,
+        checkpoint_every=checkpoint_every, resume=resume, max_steps=max_steps, set_lr=set_lr,
         command=_command_line(ctx), **overrides,
     )
     card = train(cfg)

@@ -70,6 +70,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     resume: bool = False
     max_steps: int | None = None
+    set_lr: float | None = None
     command: str = "modelzoo train lm"
 
     @classmethod
@@ -126,6 +127,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         best_state, progress = state["best_model"], state["progress"]
         torch.set_rng_state(state["rng"])
         hidden = (state["hidden"][0].to(device), state["hidden"][1].to(device))
+    if cfg.set_lr is not None:  # a manual step of the schedule, e.g. when resuming
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.set_lr
         log.info("resumed at epoch %d step %d", progress["epoch"], progress["step"])
 
     t0 = time.perf_counter()

@@ -116,3 +116,9 @@ def test_resume_continues_to_the_same_weights(tiny_corpus: Path, tmp_path: Path)
 def test_unknown_preset_is_rejected() -> None:
     with pytest.raises(ValueError, match="preset must be one of"):
         TrainConfig.from_preset("huge")
+
+
+def test_set_lr_on_resume_changes_the_learning_rate(tiny_corpus: Path, tmp_path: Path) -> None:
+    train(_cfg(tiny_corpus, tmp_path, epochs=1))
+    card = train(_cfg(tiny_corpus, tmp_path, epochs=2, resume=True, set_lr=1.25))
+    assert [h["lr"] for h in card["history"]] == [5.0, 1.25]
