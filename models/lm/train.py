@@ -193,7 +193,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 def write_artifact(
     model: RNNLM, corpus: Corpus, cfg: TrainConfig, progress: dict[str, Any], wall_s: float
 ) -> dict[str, Any]:
-    """Save the (best) model, vocabulary, config and card into ``cfg.out_dir``."""
+    """Save the (best) model in float16, vocabulary, config and card into ``cfg.out_dir``.
+
+    The card's perplexity is measured on the float16-rounded weights, i.e. on exactly what
+    the service loads (it computes in float32).
+    """
+    fp32_ppl = perplexity(model, corpus.valid)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
     valid_ppl = perplexity(model, corpus.valid)
     n_params = sum(p.numel() for p in model.parameters())
     card = {
@@ -203,7 +211,8 @@ def write_artifact(
                 + (", tied embeddings" if cfg.tie_weights else ""),
         "dataset": {"name": "Penn Treebank (Mikolov LM version)", "split": "train",
                     "eval_split": "valid", "vocab_size": len(corpus.dictionary)},
-        "metrics": {"valid_perplexity": round(valid_ppl, 2)},
+        "metrics": {"valid_perplexity": round(valid_ppl, 2),
+                    "valid_perplexity_fp32_weights": round(fp32_ppl, 2)},
         "metrics_command": "modelzoo evaluate lm --file ../shared/data/ptb/ptb.valid.txt",
         "history": progress["history"],
         "training": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
@@ -212,11 +221,11 @@ def write_artifact(
                      "steps": progress["global_step"], "wall_time_s": round(wall_s, 1),
                      "hardware": hardware_summary()},
         "params": n_params,
-        "weights_dtype": "float32",
+        "weights_dtype": "float16",
         "git_commit": git_commit(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    tensors = {k: v for k, v in model.state_dict().items()
+    tensors = {k: v.half() for k, v in model.state_dict().items()
                if not (cfg.tie_weights and k == "linear.weight")}
     save_artifact(cfg.out_dir, tensors, cfg.model_config(len(corpus.dictionary)), card)
     corpus.dictionary.save(cfg.out_dir)
