@@ -57,6 +57,19 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_corpus(tmp_path_factory.mktemp("corpus") / "tiny.train.txt")
 
 
+@pytest.fixture(scope="session")
+def tiny_lm_root(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An artifacts folder holding ``lm/``: a tiny LSTM LM trained on the tiny corpus."""
+    from models.lm.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("lm_artifacts")
+    train(TrainConfig(train_file=tiny_corpus, valid_file=tiny_corpus, out_dir=root / "lm",
+                      checkpoint_dir=root / "ckpt", embed_size=16, hidden_size=16,
+                      num_layers=1, dropout=0.0, tie_weights=True, lr=5.0, batch_size=4,
+                      seq_length=10, epochs=2, checkpoint_every=0))
+    return root
+
+
 async def wait_ready(client: httpx.AsyncClient, timeout_s: float = 30.0) -> httpx.Response:
     """Poll /readyz until 200 or until ``timeout_s`` passes; return the last response."""
     response = await client.get("/readyz")

@@ -10,25 +10,14 @@ import httpx
 import pytest
 
 from app.config import Settings
-from models.lm.train import TrainConfig, train
 from tests.conftest import running_app
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def lm_root(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lm_api")
-    train(TrainConfig(train_file=tiny_corpus, valid_file=tiny_corpus, out_dir=root / "lm",
-                      checkpoint_dir=root / "ckpt", embed_size=16, hidden_size=16,
-                      num_layers=1, dropout=0.0, tie_weights=True, lr=5.0, batch_size=4,
-                      seq_length=10, epochs=2, checkpoint_every=0))
-    return root
-
-
 @pytest.fixture
-async def lm_client(lm_root: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(artifacts_dir=lm_root, models="lm", lm_max_tokens=50)
+async def lm_client(tiny_lm_root: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(artifacts_dir=tiny_lm_root, models="lm", lm_max_tokens=50)
     async with running_app(settings) as client:
         yield client
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from models.lm.predictor import LMPredictor, filter_logits
-from models.lm.train import TrainConfig, train
 
 
 def test_top_k_keeps_exactly_k_tokens() -> None:
@@ -27,18 +26,8 @@ def test_top_p_keeps_the_smallest_nucleus() -> None:
     assert torch.isfinite(only_best[0]).tolist() == [True, False, False, False]
 
 
-@pytest.fixture(scope="module")
-def lm_artifact(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lm_artifacts")
-    train(TrainConfig(train_file=tiny_corpus, valid_file=tiny_corpus, out_dir=root / "lm",
-                      checkpoint_dir=root / "ckpt", embed_size=16, hidden_size=16,
-                      num_layers=1, dropout=0.0, tie_weights=True, lr=5.0, batch_size=4,
-                      seq_length=10, epochs=2, checkpoint_every=0))
-    return root
-
-
-def test_same_seed_same_samples(lm_artifact: Path) -> None:
-    lm = LMPredictor.load(lm_artifact / "lm")
+def test_same_seed_same_samples(tiny_lm_root: Path) -> None:
+    lm = LMPredictor.load(tiny_lm_root / "lm")
     args = ("the chip", 12, 1.0, None, None, 123, 3, False)
     first = [(s.sample, s.token) for s in lm.stream(*args)]
     again = [(s.sample, s.token) for s in lm.stream(*args)]
@@ -47,8 +36,8 @@ def test_same_seed_same_samples(lm_artifact: Path) -> None:
     assert first != other
 
 
-def test_stop_at_eos_ends_each_sample(lm_artifact: Path) -> None:
-    lm = LMPredictor.load(lm_artifact / "lm")
+def test_stop_at_eos_ends_each_sample(tiny_lm_root: Path) -> None:
+    lm = LMPredictor.load(tiny_lm_root / "lm")
     steps = list(lm.stream("", 60, 1.0, None, None, 0, 4, True))
     for sample in range(4):
         own = [s for s in steps if s.sample == sample]
@@ -58,8 +47,8 @@ def test_stop_at_eos_ends_each_sample(lm_artifact: Path) -> None:
             assert own[-1].finished
 
 
-def test_score_is_consistent_and_reports_unknown_words(lm_artifact: Path) -> None:
-    lm = LMPredictor.load(lm_artifact / "lm")
+def test_score_is_consistent_and_reports_unknown_words(tiny_lm_root: Path) -> None:
+    lm = LMPredictor.load(tiny_lm_root / "lm")
     tokens, logprobs, ppl, unknown = lm.score("The chip xyzzy computer")
     assert tokens == ["the", "chip", "<unk>", "computer", "<eos>"]
     assert unknown == ["xyzzy"]
@@ -67,9 +56,9 @@ def test_score_is_consistent_and_reports_unknown_words(lm_artifact: Path) -> Non
     assert ppl == pytest.approx(math.exp(-sum(logprobs) / len(logprobs)))
 
 
-def test_int8_quantized_model_stays_close(lm_artifact: Path) -> None:
-    fp32 = LMPredictor.load(lm_artifact / "lm")
-    int8 = LMPredictor.load(lm_artifact / "lm", quantize=True)
+def test_int8_quantized_model_stays_close(tiny_lm_root: Path) -> None:
+    fp32 = LMPredictor.load(tiny_lm_root / "lm")
+    int8 = LMPredictor.load(tiny_lm_root / "lm", quantize=True)
     assert int8.quantized and int8.device.type == "cpu"
     text = "the chip computer and the memory"
     assert int8.score(text)[2] == pytest.approx(fp32.score(text)[2], rel=0.05)
