@@ -177,20 +177,13 @@ def evaluate_lm(
     artifact_dir: Annotated[Path | None, typer.Option(help="Artifact to evaluate.")] = None,
 ) -> None:
     """Per-token perplexity (``<eos>`` counted) of any PTB-format file."""
-    from models.common.artifacts import load_artifact
-    from models.lm.data import Dictionary, tokenize
+    from models.lm.data import tokenize
     from models.lm.evaluate import perplexity
-    from models.lm.model import RNNLM
+    from models.lm.predictor import LMPredictor
 
-    artifact_dir = artifact_dir or artifacts_dir() / "lm"
-    tensors, config, _ = load_artifact(artifact_dir)
-    model = RNNLM(**config)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if unexpected or set(missing) - {"linear.weight"}:
-        raise typer.BadParameter(f"artifact does not match its config: {missing} {unexpected}")
-    dictionary = Dictionary.load(artifact_dir)
-    ids = tokenize(file, dictionary, grow=False)
-    typer.echo(f"{file}: {ids.numel()} tokens, perplexity {perplexity(model, ids):.2f}")
+    lm = LMPredictor.load(artifact_dir or artifacts_dir() / "lm")
+    ids = tokenize(file, lm.dictionary, grow=False)
+    typer.echo(f"{file}: {ids.numel()} tokens, perplexity {perplexity(lm.model, ids):.2f}")
 
 
 @app.command()
