@@ -35,7 +35,8 @@ def _command_line(ctx: typer.Context) -> str:
         value = ctx.params.get(param.name or "")
         if param.name is None or value == param.default or value is None:
             continue
-        flag = "--" + param.name.replace("_", "-")
+        flag = next((o for o in getattr(param, "opts", []) if o.startswith("--")),
+                    "--" + param.name.replace("_", "-"))
         if isinstance(value, bool):
             parts.append(flag if value else "--no-" + flag[2:])
         else:
@@ -184,6 +185,52 @@ def evaluate_lm(
     lm = LMPredictor.load(artifact_dir or artifacts_dir() / "lm")
     ids = tokenize(file, lm.dictionary, grow=False)
     typer.echo(f"{file}: {ids.numel()} tokens, perplexity {perplexity(lm.model, ids):.2f}")
+
+
+@train_app.command("handwriting")
+def train_handwriting(
+    ctx: typer.Context,
+    preset: Annotated[str, typer.Option(help="served | baseline (the seed tutorial's CNN)")] = (
+        "served"),
+    data_dir_: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Folder with the handwriting/*.npz archives.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Artifact directory to write.")] = None,
+    checkpoint_dir: Path = Path("runs/handwriting"),
+    label_set: Annotated[str, typer.Option(help="letters (A-Z) | alnum (0-9, A-Z)")] = "letters",
+    epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Override the preset's learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Override the preset's batch.")] = None,
+    emnist_images: Annotated[Path | None, typer.Option(
+        help="EMNIST *-images-idx3-ubyte(.gz) to add to training.")] = None,
+    emnist_labels: Annotated[Path | None, typer.Option(help="The matching labels file.")] = None,
+    emnist_mapping: Annotated[Path | None, typer.Option(
+        help="The split's emnist-*-mapping.txt.")] = None,
+    seed: int = 0,
+    bf16: bool = False,
+    device: str = "cpu",
+    resume: bool = False,
+    max_steps: int | None = None,
+    verbose: bool = False,
+) -> None:
+    """Train the letter classifier on the shared handwriting sets (train splits)."""
+    from models.handwriting.train import TrainConfig, train
+
+    _setup_logging(verbose)
+    emnist = (emnist_images, emnist_labels, emnist_mapping)
+    if any(emnist) and not all(emnist):
+        raise typer.BadParameter("give --emnist-images, --emnist-labels and --emnist-mapping "
+                                 "together")
+    cfg = TrainConfig.from_preset(
+        preset, data_dir=data_dir_ or data_dir() / "handwriting",
+        out_dir=out_dir or artifacts_dir() / "handwriting", checkpoint_dir=checkpoint_dir,
+        label_set=label_set, epochs=epochs, lr=lr, batch_size=batch_size,
+        emnist_images=emnist_images, emnist_labels=emnist_labels, emnist_mapping=emnist_mapping,
+        seed=seed, bf16=bf16, device=device, resume=resume, max_steps=max_steps,
+        command=_command_line(ctx),
+    )
+    card = train(cfg)
+    typer.echo(json.dumps({"out_dir": str(cfg.out_dir), "metrics": card["metrics"],
+                           "wall_time_s": card["training"]["wall_time_s"]}, indent=2))
 
 
 @app.command()
