@@ -55,6 +55,16 @@ class Settings(BaseSettings):
     lm_max_tokens: int = Field(default=200, ge=1, description="Words per generated sample.")
     lm_max_samples: int = Field(default=8, ge=1, description="Samples per generate call.")
     lm_max_prompt_words: int = Field(default=200, ge=1, description="Prompt or scored words.")
+    max_upload_bytes: int = Field(
+        default=10_000_000, ge=1_024, description="Body size limit of image uploads."
+    )
+    handwriting_max_pixels: int = Field(
+        default=40_000_000, ge=10_000,
+        description="Largest decoded image (width x height); bigger ones are refused (413).",
+    )
+    handwriting_max_side: int = Field(
+        default=1600, ge=64, description="Images are downscaled to this longer side first."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("models")

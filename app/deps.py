@@ -10,6 +10,7 @@ from app.config import Settings
 from app.errors import APIError
 from app.registry import ModelNotReadyError, ModelRegistry
 from models.common.predictor import Predictor
+from models.handwriting.predictor import HandwritingPredictor
 from models.lm.predictor import LMPredictor
 from models.word2vec.predictor import Word2VecPredictor
 
@@ -62,5 +63,13 @@ def get_lm(registry: RegistryDep) -> LMPredictor:
     return predictor
 
 
+def get_handwriting(registry: RegistryDep) -> HandwritingPredictor:
+    """The loaded handwriting recognizer, or 503 while it is not ready."""
+    predictor = _ready(registry, "handwriting")
+    assert isinstance(predictor, HandwritingPredictor)
+    return predictor
+
+
 Word2VecDep = Annotated[Word2VecPredictor, Depends(get_word2vec)]
 LMDep = Annotated[LMPredictor, Depends(get_lm)]
+HandwritingDep = Annotated[HandwritingPredictor, Depends(get_handwriting)]

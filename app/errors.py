@@ -22,6 +22,9 @@ _CODES = {
     503: "unavailable", 504: "timeout",
 }
 
+# predictor error codes that are not plain "invalid input" (422)
+_PREDICTOR_STATUS = {"image_too_large": 413}
+
 
 class ErrorDetail(BaseModel):
     """The body of an error."""
@@ -84,7 +87,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(PredictorError)
     async def _predictor_error(_: Request, exc: PredictorError) -> JSONResponse:
-        status = 404 if isinstance(exc, UnknownItemError) else 422
+        status = 404 if isinstance(exc, UnknownItemError) else _PREDICTOR_STATUS.get(exc.code, 422)
         return error_response(status, exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)

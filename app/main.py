@@ -14,7 +14,7 @@ from app.config import Settings
 from app.errors import install_error_handlers
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.registry import ModelRegistry
-from app.routes import health, lm, word2vec
+from app.routes import handwriting, health, lm, word2vec
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes,
+                       overrides={"/v1/handwriting/": settings.max_upload_bytes})
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(word2vec.router)
     app.include_router(lm.router)
+    app.include_router(handwriting.router)
     return app

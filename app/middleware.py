@@ -11,26 +11,35 @@ from app.errors import error_response
 
 
 class BodySizeLimitMiddleware:
-    """Answer 413 (in the API's error shape) when a body exceeds ``max_bytes``.
+    """Answer 413 (in the API's error shape) when a body exceeds ``max_bytes``, or the limit
+    of the longest matching prefix in ``overrides`` (e.g. larger image uploads).
 
     A declared ``Content-Length`` over the limit is refused before the body is read; a
     streamed body is counted as it arrives and the read fails with an ``HTTPException``
     that the app's handler turns into the same JSON error.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 overrides: dict[str, int] | None = None) -> None:
         self.app, self.max_bytes = app, max_bytes
+        self.overrides = sorted((overrides or {}).items(), key=lambda kv: -len(kv[0]))
 
-    def message(self) -> str:
-        return f"request body is larger than the limit of {self.max_bytes} bytes; send less"
+    def limit(self, path: str) -> int:
+        """The byte limit for a request path."""
+        return next((n for prefix, n in self.overrides if path.startswith(prefix)), self.max_bytes)
+
+    @staticmethod
+    def message(limit: int) -> str:
+        return f"request body is larger than the limit of {limit} bytes; send less"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit(scope.get("path", ""))
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            response = error_response(413, "payload_too_large", self.message())
+        if declared.isdigit() and int(declared) > limit:
+            response = error_response(413, "payload_too_large", self.message(limit))
             await response(scope, receive, send)
             return
         received = 0
@@ -39,8 +48,8 @@ class BodySizeLimitMiddleware:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise HTTPException(413, self.message())
+            if received > limit:
+                raise HTTPException(413, self.message(limit))
             return message
 
         await self.app(scope, counting_receive, send)

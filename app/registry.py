@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 PREDICTORS: dict[str, str] = {
     "word2vec": "models.word2vec.predictor:Word2VecPredictor",
     "lm": "models.lm.predictor:LMPredictor",
+    "handwriting": "models.handwriting.predictor:HandwritingPredictor",
 }
 
 Status = Literal["pending", "loading", "ready", "failed"]

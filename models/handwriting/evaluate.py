@@ -1,9 +1,14 @@
-"""Letter accuracy per dataset (writer-disjoint sets reported apart) and confusions."""
+"""Letter accuracy per dataset (writer-disjoint sets reported apart), confusions, and
+character error rate on whole pages."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,6 +16,10 @@ from torch import nn
 
 from models.handwriting.augment import prepare_batch
 from models.handwriting.data import WRITER_DISJOINT, LabelSet, LetterSet
+from models.handwriting.metrics import character_error_rate, edit_distance, word_accuracy
+
+if TYPE_CHECKING:
+    from models.handwriting.predictor import HandwritingPredictor
 
 
 @torch.inference_mode()
@@ -67,4 +76,65 @@ def format_scores(scores: list[SetScore]) -> str:
         tag = " (writer-disjoint)" if s.writer_disjoint else ""
         conf = ", ".join(f"{a}→{b}×{c}" for a, b, c in s.confusions)
         lines.append(f"{s.name + tag:32s} {s.n:6d} {100 * s.accuracy:8.2f}%  {conf}")
+    return "\n".join(lines)
+
+
+@dataclass
+class PageScore:
+    """Whole-image quality on a folder of pages (``labels.jsonl`` + images).
+
+    Attributes:
+        cer: character error rate (Levenshtein distance / reference length, spaces and
+            newlines counted), references upper-cased as the model is case-insensitive.
+        word_accuracy: fraction of reference words read exactly.
+        letter_count_accuracy: fraction of pages where segmentation found exactly as many
+            letters as the reference has.
+        exact: fraction of pages read exactly.
+        seconds_per_page: mean wall time of ``recognize`` per page.
+    """
+
+    folder: str
+    n: int
+    cer: float
+    word_accuracy: float
+    letter_count_accuracy: float
+    exact: float
+    seconds_per_page: float
+    worst: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def score_pages(predictor: HandwritingPredictor, folder: Path, worst: int = 3) -> PageScore:
+    """Read every page listed in ``folder/labels.jsonl`` and score the text.
+
+    Raises:
+        FileNotFoundError: no ``labels.jsonl`` or a listed image is missing.
+    """
+    records = [json.loads(line) for line in
+               (folder / "labels.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    hyps, refs, seconds = [], [], 0.0
+    for r in records:
+        t0 = time.perf_counter()
+        result, _ = predictor.recognize((folder / r["file"]).read_bytes())
+        seconds += time.perf_counter() - t0
+        hyps.append(result.text)
+        refs.append(r["text"].upper())
+    per_page = sorted(((edit_distance(h, t) / max(1, len(t)), f["file"], h, t)
+                       for h, t, f in zip(hyps, refs, records, strict=True)), reverse=True)
+    return PageScore(
+        str(folder), len(records), character_error_rate(hyps, refs), word_accuracy(hyps, refs),
+        float(np.mean([sum(c.isalpha() for c in h) == sum(c.isalpha() for c in t)
+                       for h, t in zip(hyps, refs, strict=True)])),
+        float(np.mean([h == t for h, t in zip(hyps, refs, strict=True)])),
+        seconds / max(1, len(records)),
+        [(name, h, t) for _, name, h, t in per_page[:worst]],
+    )
+
+
+def format_page_score(s: PageScore) -> str:
+    """One paragraph: CER, word accuracy, segmentation and the worst pages."""
+    lines = [f"{s.folder}: {s.n} pages  CER {100 * s.cer:.2f}%  word accuracy "
+             f"{100 * s.word_accuracy:.2f}%  pages exact {100 * s.exact:.1f}%  letter count right "
+             f"{100 * s.letter_count_accuracy:.1f}%  {1000 * s.seconds_per_page:.0f} ms/page"]
+    for name, hyp, ref in s.worst:
+        lines.append(f"  worst {name}: read {hyp!r} for {ref!r}")
     return "\n".join(lines)

@@ -38,7 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "lr": 1e-3, "weight_decay": 0.0, "label_smoothing": 0.0, "epochs": 10,
                  "batch_size": 64},
     "served": {"arch": "cnn", "image_size": 32, "augment": True, "optimizer": "adamw",
-               "lr": 3e-3, "weight_decay": 5e-4, "label_smoothing": 0.1, "epochs": 30,
+               "lr": 3e-3, "weight_decay": 5e-4, "label_smoothing": 0.1, "epochs": 20,
                "batch_size": 128},
 }
 
@@ -60,7 +60,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 128
     seed: int = 0
     bf16: bool = False

@@ -1,0 +1,102 @@
+"""Multi-letter handwriting recognition from an uploaded image (multipart/form-data)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import HandwritingDep, SettingsDep
+from app.errors import ERROR_RESPONSES, APIError
+from app.schemas.handwriting import Alternative, Character, RecognizeResponse
+from models.handwriting.predictor import Recognition, annotate
+
+router = APIRouter(prefix="/v1/handwriting", tags=["handwriting"])
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/x-ms-bmp",
+               "image/tiff")
+# Clients that cannot tell the type send one of these; the decoder then decides.
+GENERIC_TYPES = ("", "application/octet-stream")
+
+UPLOAD_DOC = ("The image as the multipart form field `file` (PNG, JPEG, WebP, BMP or TIFF; "
+              "size limit `MODELZOO_MAX_UPLOAD_BYTES`).")
+
+
+def _check_upload(request: Request, file: UploadFile) -> None:
+    """415 unless the request is multipart and the part is (or may be) an image."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "multipart/form-data":  # pragma: no cover - FastAPI answers 422 first
+        raise APIError(415, "send the image as multipart/form-data in the field 'file'")
+    part_type = (file.content_type or "").split(";")[0].strip().lower()
+    if part_type not in IMAGE_TYPES + GENERIC_TYPES:
+        raise APIError(415, f"the file is {part_type!r}; send a PNG, JPEG, WebP, BMP or TIFF "
+                       "image", details={"accepted": list(IMAGE_TYPES)})
+
+
+async def _read(request: Request, file: UploadFile, settings: SettingsDep) -> bytes:
+    _check_upload(request, file)
+    data = await file.read()
+    if not data:
+        raise APIError(422, "the uploaded file is empty; send an image", code="invalid_input")
+    if len(data) > settings.max_upload_bytes:  # pragma: no cover - the middleware stops it
+        raise APIError(413, f"the image is larger than {settings.max_upload_bytes} bytes")
+    return data
+
+
+def _response(result: Recognition, classes: str, png: bytes | None) -> RecognizeResponse:
+    return RecognizeResponse(
+        text=result.text, lines=result.lines, width=result.width, height=result.height,
+        labels=classes,
+        characters=[Character(char=c.char, confidence=c.confidence, box=list(c.box), line=c.line,
+                              word=c.word,
+                              alternatives=[Alternative(char=a, confidence=p)
+                                            for a, p in c.alternatives])
+                    for c in result.letters],
+        annotated_png=base64.b64encode(png).decode("ascii") if png is not None else None,
+    )
+
+
+@router.post("/recognize", response_model=RecognizeResponse, summary="Read handwritten letters",
+             description="Segments the image into letters (lines top to bottom, letters left to "
+             "right, a space between words) and classifies each with the letter CNN. "
+             + UPLOAD_DOC + " An image without ink gives empty text.",
+             responses={**ERROR_RESPONSES,
+                        415: {"model": ERROR_RESPONSES[422]["model"],
+                              "description": "Not an image upload."}})
+async def recognize(
+    request: Request,
+    file: Annotated[UploadFile, File(description="The image to read.")],
+    model: HandwritingDep,
+    settings: SettingsDep,
+    annotate_image: Annotated[bool, Query(
+        alias="annotate", description="Also return the image with boxes and letters drawn "
+        "on it (PNG, base64).")] = False,
+) -> RecognizeResponse:
+    data = await _read(request, file, settings)
+    result, rgb = await run_in_threadpool(model.recognize, data, settings.handwriting_max_pixels,
+                                          settings.handwriting_max_side)
+    png = await run_in_threadpool(annotate, rgb, result) if annotate_image else None
+    return _response(result, model.classes, png)
+
+
+@router.post("/annotate", summary="Read handwritten letters, return the annotated image",
+             description="The same recognition as `/v1/handwriting/recognize`, answered with "
+             "the image itself (PNG) with each letter's box and prediction drawn on it; the "
+             "text is in the `X-Text` header (JSON-escaped). " + UPLOAD_DOC,
+             response_class=Response,
+             responses={200: {"content": {"image/png": {}}}, **ERROR_RESPONSES})
+async def annotate_route(
+    request: Request,
+    file: Annotated[UploadFile, File(description="The image to read.")],
+    model: HandwritingDep,
+    settings: SettingsDep,
+) -> Response:
+    data = await _read(request, file, settings)
+    result, rgb = await run_in_threadpool(model.recognize, data, settings.handwriting_max_pixels,
+                                          settings.handwriting_max_side)
+    png = await run_in_threadpool(annotate, rgb, result)
+    text = result.text.encode("unicode_escape").decode("ascii")
+    return Response(png, media_type="image/png", headers={"X-Text": text})
