@@ -150,7 +150,8 @@ def ink_map(
         blur_sigma: Gaussian sigma (px) against paper texture and sensor noise.
         background_frac: side of the closing that estimates the paper, as a fraction of the
             longer side (strokes thinner than this are removed from the estimate).
-        rule_min_len: ruled/margin lines are at least this fraction of the width/height long.
+        rule_min_len: ruled lines are at least this fraction of the width long (vertical
+            margin lines: see ``remove_rules``).
         rule_max_thickness: ... and at most this many pixels thick (at ink > 0.1, i.e.
             including the blur's fringe).
         contrast_percentile: percentile of ink (over pixels with ink > 0.1) mapped to 1.
@@ -219,6 +220,8 @@ def remove_rules(
     ink: np.ndarray,
     *,
     min_len: float = 0.3,
+    min_len_vertical: float = 0.6,
+    min_aspect: float = 15.0,
     max_thickness: int = 8,
     threshold: float = 0.1,
     tolerance: int = 5,
@@ -229,8 +232,10 @@ def remove_rules(
 
     Lines are found on ``ink > threshold``: thickened by ``tolerance`` px across the line
     (so lines tilted by a few degrees stay connected), opened with a segment 1/20 of the
-    image long, and kept when a connected piece spans ``min_len`` of the image and is at
-    most ``max_thickness`` px thick (median over its columns, plus the thickening).
+    image long, and kept when a connected piece spans ``min_len`` of the image width
+    (``min_len_vertical`` of its height for vertical lines: letter stems in a small image
+    can span a third of it), is at most ``max_thickness`` px thick (median over its
+    columns) and at least ``min_aspect`` times longer than thick.
     Along each line its centre is traced (per column, smoothed, so tilt and page curl are
     followed) and a band of its own thickness + 2 px each side is erased, except where the
     core (ink > ``core``) runs across the line for more than the line's core thickness +
@@ -244,13 +249,14 @@ def remove_rules(
         view = out if axis == 0 else out.T  # a view: writing to it writes to out
         b = (view > threshold).astype(np.uint8)
         cores = (view > core).astype(np.uint8)
-        for box, component in _long_lines(b, min_len, max_thickness, tolerance):
+        length = min_len if axis == 0 else min_len_vertical
+        for box, component in _long_lines(b, length, max_thickness, tolerance, min_aspect):
             _erase_line(view, cores, box, component, keep_margin)
     return out
 
 
 def _long_lines(
-    b: np.ndarray, min_len: float, max_thickness: int, tolerance: int
+    b: np.ndarray, min_len: float, max_thickness: int, tolerance: int, min_aspect: float = 0.0
 ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
     """Long thin horizontal lines of binary ``b`` (h, w): (x, y, w, h) and bool (h, w)
     mask of each, within its box (thickened by ``tolerance``).
@@ -266,7 +272,8 @@ def _long_lines(
         x, y, bw, bh = (int(v) for v in stats[k, :4])
         component = labels[y : y + bh, x : x + bw] == k
         columns = component.sum(axis=0)  # (bw,)
-        if np.median(columns[columns > 0]) <= max_thickness + tolerance - 1:
+        thickness = float(np.median(columns[columns > 0])) - (tolerance - 1)
+        if thickness <= max_thickness and bw >= min_aspect * max(thickness, 1.0):
             found.append(((x, y, bw, bh), component))
     return found
 
