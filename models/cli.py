@@ -1,6 +1,6 @@
 """The ``modelzoo`` command line: train, evaluate and serve.
 
-``modelzoo train word2vec``, ``modelzoo evaluate word2vec``, ``modelzoo serve``.
+``modelzoo train <task>``, ``modelzoo evaluate <task>``, ``modelzoo serve``.
 """
 
 from __future__ import annotations
@@ -227,6 +227,88 @@ def train_handwriting(
         emnist_images=emnist_images, emnist_labels=emnist_labels, emnist_mapping=emnist_mapping,
         seed=seed, bf16=bf16, device=device, resume=resume, max_steps=max_steps,
         command=_command_line(ctx),
+    )
+    card = train(cfg)
+    typer.echo(json.dumps({"out_dir": str(cfg.out_dir), "metrics": card["metrics"],
+                           "wall_time_s": card["training"]["wall_time_s"]}, indent=2))
+
+
+@evaluate_app.command("handwriting")
+def evaluate_handwriting(
+    artifact_dir: Annotated[Path | None, typer.Option(help="Artifact to evaluate.")] = None,
+    data_dir_: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Folder with the handwriting/*.npz archives.")] = None,
+    sets: Annotated[str | None, typer.Option(
+        help="Comma list of archives to score (default: every 64x64 set).")] = None,
+    pages: Annotated[list[Path] | None, typer.Option(
+        help="Folder of page images with labels.jsonl; repeatable.")] = None,
+    synth: Annotated[int, typer.Option(
+        help="Also compose this many pages per difficulty from test letters and score them.")
+    ] = 0,
+    synth_dir: Annotated[Path, typer.Option(help="Where composed pages are written.")] = Path(
+        "runs/handwriting-pages"),
+    difficulty: Annotated[str, typer.Option(help="clean,realistic (comma list)")] = (
+        "clean,realistic"),
+    seed: int = 0,
+) -> None:
+    """Letter accuracy per test split (writer-disjoint sets first) with the most confused
+    pairs; with --pages/--synth, character error rate and word accuracy on whole pages."""
+    from models.handwriting.data import SETS_64, LabelSet, load_sets
+    from models.handwriting.evaluate import (
+        format_page_score,
+        format_scores,
+        score_pages,
+        score_sets,
+    )
+    from models.handwriting.predictor import HandwritingPredictor
+    from models.handwriting.synth import make_eval_set
+
+    predictor = HandwritingPredictor.load(artifact_dir or artifacts_dir() / "handwriting")
+    root = data_dir_ or data_dir() / "handwriting"
+    names = tuple(sets.split(",")) if sets else SETS_64
+    label_set = LabelSet(predictor.card.get("labels", "letters").split(":")[0],
+                         tuple(predictor.classes))
+    test = load_sets(root, names, 1, label_set)
+    typer.echo(format_scores(score_sets(predictor.model, test, label_set, predictor.image_size)))
+    folders = list(pages or [])
+    for level in (d for d in difficulty.split(",") if synth):
+        folders.append(make_eval_set(synth_dir, synth, seed, level, data_dir=root,
+                                     overwrite=True))
+    for folder in folders:
+        typer.echo(format_page_score(score_pages(predictor, folder)))
+
+
+@train_app.command("translation")
+def train_translation(
+    ctx: typer.Context,
+    arch: Annotated[str, typer.Option(help="transformer (served) | lstm (the seed tutorial)")] = (
+        "transformer"),
+    data_dir_: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Folder with Multi30k's <split>.de.gz / <split>.en.gz.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Artifact directory to write.")] = None,
+    checkpoint_dir: Path = Path("runs/translation"),
+    vocab_size: int = 8000,
+    epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Override the preset's peak lr.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Target tokens per batch.")] = None,
+    seed: int = 0,
+    bf16: bool = False,
+    device: str = "cpu",
+    checkpoint_every: int = 200,
+    resume: bool = False,
+    max_steps: int | None = None,
+    verbose: bool = False,
+) -> None:
+    """Train a German→English model on Multi30k (tokenizer trained on train only)."""
+    from models.translation.train import TrainConfig, train
+
+    _setup_logging(verbose)
+    cfg = TrainConfig.from_arch(
+        arch, data_dir=data_dir_ or data_dir() / "multi30k",
+        out_dir=out_dir or artifacts_dir() / "translation", checkpoint_dir=checkpoint_dir,
+        vocab_size=vocab_size, epochs=epochs, lr=lr, max_tokens=max_tokens, seed=seed,
+        bf16=bf16, device=device, checkpoint_every=checkpoint_every, resume=resume,
+        max_steps=max_steps, command=_command_line(ctx),
     )
     card = train(cfg)
     typer.echo(json.dumps({"out_dir": str(cfg.out_dir), "metrics": card["metrics"],
