@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: install serve test lint typecheck bench clean
+.PHONY: install serve test lint lint-docker typecheck check-docker-install bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,18 @@ serve: install
 lint: install
 	$(BIN)/ruff check .
 
+lint-docker: install
+	$(BIN)/hadolint --no-color Dockerfile
+
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint lint-docker typecheck
 	$(BIN)/python -m pytest
+
+# Opt-in (~20 s, resolves from PyPI): the Dockerfile's pip install, dry-run in a scratch venv.
+check-docker-install: install
+	PYTHON=$(BIN)/python bash deploy/check_dockerfile_commands.sh
 
 bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
