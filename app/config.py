@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     handwriting_max_side: int = Field(
         default=1600, ge=64, description="Images are downscaled to this longer side first."
     )
+    translation_max_chars: int = Field(
+        default=1000, ge=1, le=100_000, description="Characters per text to translate."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("models")

@@ -12,6 +12,7 @@ from app.registry import ModelNotReadyError, ModelRegistry
 from models.common.predictor import Predictor
 from models.handwriting.predictor import HandwritingPredictor
 from models.lm.predictor import LMPredictor
+from models.translation.predictor import TranslationPredictor
 from models.word2vec.predictor import Word2VecPredictor
 
 
@@ -70,6 +71,14 @@ def get_handwriting(registry: RegistryDep) -> HandwritingPredictor:
     return predictor
 
 
+def get_translation(registry: RegistryDep) -> TranslationPredictor:
+    """The loaded translator, or 503 while it is not ready."""
+    predictor = _ready(registry, "translation")
+    assert isinstance(predictor, TranslationPredictor)
+    return predictor
+
+
 Word2VecDep = Annotated[Word2VecPredictor, Depends(get_word2vec)]
 LMDep = Annotated[LMPredictor, Depends(get_lm)]
 HandwritingDep = Annotated[HandwritingPredictor, Depends(get_handwriting)]
+TranslationDep = Annotated[TranslationPredictor, Depends(get_translation)]

@@ -14,7 +14,7 @@ from app.config import Settings
 from app.errors import install_error_handlers
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.registry import ModelRegistry
-from app.routes import handwriting, health, lm, word2vec
+from app.routes import handwriting, health, lm, translation, word2vec
 
 log = logging.getLogger(__name__)
 
@@ -74,4 +74,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(word2vec.router)
     app.include_router(lm.router)
     app.include_router(handwriting.router)
+    app.include_router(translation.router)
     return app

@@ -25,6 +25,7 @@ PREDICTORS: dict[str, str] = {
     "word2vec": "models.word2vec.predictor:Word2VecPredictor",
     "lm": "models.lm.predictor:LMPredictor",
     "handwriting": "models.handwriting.predictor:HandwritingPredictor",
+    "translation": "models.translation.predictor:TranslationPredictor",
 }
 
 Status = Literal["pending", "loading", "ready", "failed"]

@@ -315,6 +315,97 @@ def train_translation(
                            "wall_time_s": card["training"]["wall_time_s"]}, indent=2))
 
 
+EVAL_SPLITS = ("val", "test_2016_flickr")
+
+
+@evaluate_app.command("translation")
+def evaluate_translation(
+    ctx: typer.Context,
+    artifact_dir: Annotated[Path | None, typer.Option(help="Artifact to evaluate.")] = None,
+    split: Annotated[str, typer.Option(help="Multi30k split: val | test_2016_flickr.")] = (
+        "test_2016_flickr"),
+    data_dir_: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Folder with Multi30k's <split>.de.gz / <split>.en.gz.")] = None,
+    src: Annotated[Path | None, typer.Option(
+        help="Score any German file instead (plain or .gz, one sentence a line).")] = None,
+    ref: Annotated[Path | None, typer.Option(help="Its English references (with --src).")] = (
+        None),
+    beam_size: int = 5,
+    greedy: Annotated[bool, typer.Option(help="Greedy decoding (same as --beam-size 1).")] = (
+        False),
+    length_penalty: Annotated[float, typer.Option(help="GNMT alpha for beam ranking.")] = 0.6,
+    batch_size: int = 32,
+    quantize: Annotated[bool, typer.Option(help="int8 dynamic quantization (CPU).")] = False,
+    device: str = "cpu",
+    limit: Annotated[int | None, typer.Option(help="Score only the first N sentences.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Also write the translations here.")] = (
+        None),
+    write_card: Annotated[bool, typer.Option(
+        help="Store BLEU/chrF in the artifact's card.json metrics.")] = False,
+    verbose: bool = False,
+) -> None:
+    """sacreBLEU BLEU and chrF (with signatures) and sentences/second of a translation
+    artifact on a Multi30k split or any --src/--ref pair of files."""
+    import time
+
+    from models.common.artifacts import CARD, read_json, write_json
+    from models.common.device import hardware_summary, resolve_device
+    from models.translation.data import read_lines, split_paths
+    from models.translation.evaluate import bleu_chrf, translate_file
+    from models.translation.predictor import TranslationPredictor
+
+    _setup_logging(verbose)
+    if (src is None) != (ref is None):
+        raise typer.BadParameter("give --src and --ref together")
+    if src is None and split not in EVAL_SPLITS:
+        raise typer.BadParameter(f"--split must be one of {', '.join(EVAL_SPLITS)}")
+    if write_card and limit is not None:
+        raise typer.BadParameter("--write-card scores whole files; drop --limit")
+    if greedy:
+        beam_size = 1
+    if src is not None and ref is not None:
+        name, (src_path, ref_path) = src.name.split(".")[0], (src, ref)
+    else:
+        name = split
+        src_path, ref_path = split_paths(data_dir_ or data_dir() / "multi30k", split)
+    sources, references = read_lines(src_path), read_lines(ref_path)
+    if len(sources) != len(references):
+        raise typer.BadParameter(f"{src_path} has {len(sources)} lines but {ref_path} has "
+                                 f"{len(references)}")
+    sources, references = sources[:limit], references[:limit]
+    artifact_dir = artifact_dir or artifacts_dir() / "translation"
+    predictor = TranslationPredictor.load(artifact_dir, resolve_device(device, quantize),
+                                          quantize)
+    start = time.perf_counter()
+    hypotheses = translate_file(predictor, sources, beam_size, batch_size, length_penalty)
+    seconds = time.perf_counter() - start
+    scores = bleu_chrf(hypotheses, references)
+    if output is not None:
+        output.write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
+    variant = ("greedy" if beam_size == 1 else f"beam{beam_size}") + ("_int8" if quantize else "")
+    speed = len(sources) / seconds
+    typer.echo(f"{name}: {len(sources)} sentences, {variant}, batch {batch_size}, "
+               f"{predictor.device}")
+    typer.echo(f"{scores['bleu_detail']}\n  {scores['bleu_signature']}")
+    typer.echo(f"chrF2 = {scores['chrf']:.2f}\n  {scores['chrf_signature']}")
+    typer.echo(f"speed: {speed:.1f} sentences/s ({seconds:.1f} s)")
+    if write_card:
+        card = read_json(artifact_dir / CARD)
+        key = f"{name}_{variant}"
+        card.setdefault("metrics", {}).update(
+            {f"bleu_{key}": scores["bleu"], f"chrf_{key}": scores["chrf"]})
+        card.setdefault("evaluations", {})[key] = {
+            **{k: scores[k] for k in ("bleu", "chrf", "bleu_signature", "chrf_signature",
+                                      "sentences")},
+            "beam_size": beam_size, "length_penalty": length_penalty, "quantized": quantize,
+            "batch_size": batch_size, "sentences_per_second": round(speed, 2),
+            "device": str(predictor.device), "hardware": hardware_summary(),
+            "command": _command_line(ctx),
+        }
+        write_json(artifact_dir / CARD, card)
+        typer.echo(f"wrote bleu_{key} / chrf_{key} to {artifact_dir / CARD}")
+
+
 @app.command()
 def serve(
     host: str = "0.0.0.0",

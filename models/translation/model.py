@@ -59,12 +59,13 @@ class Seq2SeqLSTM(nn.Module):
         _, (hidden, cell) = self.encoder(packed)             # (L, B, H) each
         return {"hidden": hidden.transpose(0, 1), "cell": cell.transpose(0, 1)}
 
-    def decode(self, tgt_in: torch.Tensor, enc: Enc) -> torch.Tensor:
-        """``tgt_in`` int64 (B, T) (starting with ``<s>``) → logits float (B, T, V)."""
+    def decode(self, tgt_in: torch.Tensor, enc: Enc, last_only: bool = False) -> torch.Tensor:
+        """``tgt_in`` int64 (B, T) (starting with ``<s>``) → logits float (B, T, V), or
+        (B, 1, V) for the last position only when ``last_only`` (decoding)."""
         state = (enc["hidden"].transpose(0, 1).contiguous(),
                  enc["cell"].transpose(0, 1).contiguous())
         out, _ = self.decoder(self.dropout(self.tgt_embed(tgt_in)), state)
-        return self.fc_out(out)
+        return self.fc_out(out[:, -1:] if last_only else out)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor,
                 teacher_forcing_ratio: float = 1.0) -> torch.Tensor:
@@ -139,14 +140,17 @@ class TransformerNMT(nn.Module):
         memory = self.transformer.encoder(self._embed(src), src_key_padding_mask=src_pad)
         return {"memory": memory, "src_pad": src_pad}
 
-    def decode(self, tgt_in: torch.Tensor, enc: Enc) -> torch.Tensor:
-        """``tgt_in`` int64 (B, T) → logits float (B, T, V) (causal self-attention)."""
+    def decode(self, tgt_in: torch.Tensor, enc: Enc, last_only: bool = False) -> torch.Tensor:
+        """``tgt_in`` int64 (B, T) → logits float (B, T, V) (causal self-attention), or
+        (B, 1, V) for the last position only when ``last_only`` (decoding)."""
         t = tgt_in.size(1)
         causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=tgt_in.device), 1)
         out = self.transformer.decoder(
             self._embed(tgt_in), enc["memory"], tgt_mask=causal,
             tgt_key_padding_mask=tgt_in == PAD, memory_key_padding_mask=enc["src_pad"],
         )
+        if last_only:
+            out = out[:, -1:]
         return out @ self.embed.weight.T                       # (B, T, V), tied output
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor,
