@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from app.config import Settings
 from app.errors import APIError
+from app.metrics import Metrics
 from app.registry import ModelNotReadyError, ModelRegistry
 from models.common.predictor import Predictor
 from models.handwriting.predictor import HandwritingPredictor
@@ -28,8 +29,15 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def get_metrics(request: Request) -> Metrics:
+    """The app's Prometheus metrics."""
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
 def require_json(request: Request) -> None:

@@ -1,13 +1,14 @@
-"""Liveness, readiness and the model list."""
+"""Liveness, readiness, the model list and Prometheus metrics."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from app.deps import RegistryDep
+from app.deps import MetricsDep, RegistryDep
 from app.errors import APIError, ErrorResponse
 
 router = APIRouter()
@@ -55,3 +56,14 @@ def readyz(registry: RegistryDep) -> Readiness:
 )
 def list_models(registry: RegistryDep) -> ModelList:
     return ModelList(models=registry.describe())
+
+
+@router.get(
+    "/metrics", response_class=PlainTextResponse, summary="Prometheus metrics", tags=["health"],
+    description="Request counts, latencies and in-flight requests by route template, model "
+    "load times and info, in the Prometheus text format (OpenMetrics when the `Accept` "
+    "header asks for it). Requests to /metrics are not counted.",
+)
+def metrics(request: Request, metrics: MetricsDep) -> Response:
+    body, content_type = metrics.exposition(request.headers.get("accept"))
+    return Response(body, media_type=content_type)
