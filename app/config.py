@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -68,7 +69,24 @@ class Settings(BaseSettings):
     translation_max_chars: int = Field(
         default=1000, ge=1, le=100_000, description="Characters per text to translate."
     )
+    require_manifest: bool = Field(
+        default=False,
+        description="Refuse artifact folders without manifest.json (default: load, warn).",
+    )
+    api_keys: str = Field(
+        default="", repr=False,
+        description="Comma-separated keys accepted in X-API-Key on /v1/...; empty = no auth.",
+    )
+    cors_origins: str = Field(
+        default="", description="Comma list of allowed CORS origins, or '*'; empty = no CORS."
+    )
+    max_concurrent_requests: int = Field(
+        default=64, ge=1, description="/v1/... requests in flight; beyond it 503 at once."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = Field(
+        default=True, description="One JSON line per request on the 'modelzoo.access' logger."
+    )
 
     @field_validator("models")
     @classmethod
@@ -82,6 +100,33 @@ class Settings(BaseSettings):
     @classmethod
     def _check_quantize(cls, v: str) -> str:
         return _parse_task_list(v, "MODELZOO_QUANTIZE", allow_all=True) or "none"
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_api_keys(cls, v: str) -> str:
+        keys = [k.strip() for k in v.split(",") if k.strip()]
+        if v.strip() and not keys:
+            raise ValueError("MODELZOO_API_KEYS names no key: give comma-separated keys, "
+                             "or leave it empty to turn authentication off")
+        return ",".join(dict.fromkeys(keys))
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_cors_origins(cls, v: str) -> str:
+        origins = [o.strip().rstrip("/") for o in v.split(",") if o.strip()]
+        bad = [o for o in origins if o != "*" and not re.fullmatch(r"https?://[^/\s]+", o)]
+        if bad:
+            raise ValueError(f"MODELZOO_CORS_ORIGINS has invalid origin(s) {bad}: use "
+                             "scheme://host[:port] like https://app.example.com, or '*'")
+        return "*" if "*" in origins else ",".join(dict.fromkeys(origins))
+
+    def api_key_list(self) -> list[str]:
+        """The accepted API keys; empty when authentication is off."""
+        return [k for k in self.api_keys.split(",") if k]
+
+    def cors_origin_list(self) -> list[str]:
+        """Allowed CORS origins (``["*"]`` for any); empty when CORS is off."""
+        return [o for o in self.cors_origins.split(",") if o]
 
     def requested_models(self) -> list[str] | None:
         """Explicitly requested tasks, or ``None`` for 'all available'."""

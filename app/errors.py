@@ -17,9 +17,9 @@ from models.common.errors import PredictorError, UnknownItemError
 log = logging.getLogger(__name__)
 
 _CODES = {
-    400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-    415: "unsupported_media_type", 422: "validation_error", 500: "internal_error",
-    503: "unavailable", 504: "timeout",
+    400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+    413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
+    500: "internal_error", 503: "unavailable", 504: "timeout",
 }
 
 # predictor error codes that are not plain "invalid input" (422)

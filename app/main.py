@@ -12,9 +12,15 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.errors import install_error_handlers
-from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.metrics import Metrics, MetricsMiddleware
+from app.middleware import (
+    BodySizeLimitMiddleware,
+    ConcurrencyLimitMiddleware,
+    RequestIdMiddleware,
+)
 from app.registry import ModelRegistry
 from app.routes import handwriting, health, lm, translation, word2vec
+from app.security import install_security
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +42,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    registry = ModelRegistry(settings)
+    registry = ModelRegistry(settings, on_change=app.state.metrics.observe_model)
     app.state.registry = registry
     loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
     app.state.loading = loading
@@ -66,9 +72,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics()  # a registry per app: apps in one process do not clash
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes,
                        overrides={"/v1/handwriting/": settings.max_upload_bytes})
+    # outer -> inner: CORS, API key, concurrency cap, size limit; a refused request
+    # never takes a slot, and the preflight (no key) is answered by CORS
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
+    install_security(app, settings)
+    # inside RequestIdMiddleware (its id is logged), outside the size limit (413s counted)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, router=app.router,
+                       access_log=settings.access_log)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(word2vec.router)

@@ -1,4 +1,4 @@
-"""ASGI middleware: request body size limit (413) and request ids."""
+"""ASGI middleware: request body size limit (413), request ids, concurrency cap (503)."""
 
 from __future__ import annotations
 
@@ -77,3 +77,37 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class ConcurrencyLimitMiddleware:
+    """Answer 503 at once (``Retry-After: 1``, the API's error shape) when ``limit`` requests
+    under ``prefix`` are already in flight: no queue builds up behind a busy model.
+
+    A slot is held for the whole ASGI call and freed in ``finally``: when the response is
+    sent, when the handler raises, and when the call is cancelled. A client that
+    disconnects frees it as soon as the server stops working on its request (uvicorn lets
+    a running handler finish; its CPU is busy until then). One counter per app instance:
+    the event loop is single-threaded and nothing awaits between check and increment.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, prefix: str = "/v1/") -> None:
+        self.app, self.limit, self.prefix = app, limit, prefix
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            response = error_response(
+                503, "overloaded",
+                f"the server is busy ({self.limit} requests in flight, "
+                "MODELZOO_MAX_CONCURRENT_REQUESTS); retry in a second",
+                headers={"Retry-After": "1"})
+            await response(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

@@ -1,7 +1,9 @@
 """Loads artifacts into predictors once, and tells what is ready.
 
 Device policy lives in :func:`models.common.device.resolve_device`: ``auto`` means CUDA
-when available, and int8-quantized models always stay on CPU.
+when available, and int8-quantized models always stay on CPU. Each artifact folder is
+checked against its ``manifest.json`` first (``models.common.manifest``): a mismatch fails
+that model only; a folder without one loads with a warning unless ``require_manifest``.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import importlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from app.config import Settings
 from models.common.artifacts import directory_size_bytes
 from models.common.device import resolve_device
+from models.common.manifest import ManifestError, MissingManifestError, verify_manifest
 from models.common.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -60,16 +64,21 @@ class ModelRegistry:
 
     Args:
         settings: which tasks, where the artifacts are, device and quantization.
+        on_change: called with the slot each time a model's status changes (metrics).
 
     Raises:
         ConfigurationError: an explicitly requested task has no predictor or no artifact
             folder, or ``all`` finds no artifact at all.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings,
+                 on_change: Callable[[ModelSlot], None] | None = None) -> None:
         self.settings = settings
+        self.on_change = on_change
         self.slots: dict[str, ModelSlot] = {t: ModelSlot(t) for t in self._plan()}
         self._lock = threading.Lock()
+        for slot in self.slots.values():
+            self._notify(slot)
 
     def _plan(self) -> list[str]:
         root = self.settings.artifacts_dir
@@ -101,22 +110,62 @@ class ModelRegistry:
             if slot.status == "pending":
                 self._load(slot)
 
+    def _notify(self, slot: ModelSlot) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(slot)
+            except Exception:  # observing a load must never break it
+                log.exception("on_change failed for %s", slot.task)
+
     def _load(self, slot: ModelSlot) -> None:
         slot.status = "loading"
+        self._notify(slot)
         started = time.perf_counter()
         try:
+            self._verify(slot.task)
             module_name, class_name = PREDICTORS[slot.task].split(":")
             cls = getattr(importlib.import_module(module_name), class_name)
             quantize = self.settings.quantize_task(slot.task)
             device = resolve_device(self.settings.device, quantized=quantize)
             predictor = cls.load(self.settings.artifacts_dir / slot.task, device, quantize)
+        except ManifestError as exc:  # one line naming the file; no traceback to read
+            log.error("refusing to load %s: %s", slot.task, exc)
+            slot.status, slot.error = "failed", str(exc)
+            self._notify(slot)
+            return
         except Exception as exc:  # a broken artifact must not take the service down
             log.exception("failed to load %s", slot.task)
             slot.status, slot.error = "failed", f"{type(exc).__name__}: {exc}"
+            self._notify(slot)
             return
         slot.load_seconds = round(time.perf_counter() - started, 3)
         slot.predictor, slot.status = predictor, "ready"
+        self._notify(slot)
         log.info("loaded %s on %s in %.2fs", slot.task, predictor.device, slot.load_seconds)
+
+    def _verify(self, task: str) -> None:
+        """Check the task's artifact against its ``manifest.json`` before loading it.
+
+        A folder without a manifest (e.g. an artifact trained before manifests existed) is
+        loaded with a warning, unless ``require_manifest`` is set.
+
+        Raises:
+            ManifestError: a file is missing, unexpected or changed, the manifest is
+                malformed, or it is absent while ``require_manifest`` is set.
+        """
+        directory = self.settings.artifacts_dir / task
+        try:
+            n_files = verify_manifest(directory)
+        except MissingManifestError as exc:
+            if self.settings.require_manifest:
+                raise MissingManifestError(
+                    f"the '{task}' artifact has no manifest.json and MODELZOO_REQUIRE_MANIFEST "
+                    f"is on; write one with 'modelzoo manifest {task}'") from exc
+            log.warning("%s has no manifest.json: loading it unverified (write one with "
+                        "'modelzoo manifest %s'; MODELZOO_REQUIRE_MANIFEST=true refuses such "
+                        "folders)", directory, task)
+            return
+        log.info("%s: %d files match manifest.json", task, n_files)
 
     def get(self, task: str) -> Predictor:
         """The ready predictor for ``task``.

@@ -1,12 +1,14 @@
 """The ``modelzoo`` command line: train, evaluate and serve.
 
-``modelzoo train <task>``, ``modelzoo evaluate <task>``, ``modelzoo serve``.
+``modelzoo train <task>``, ``modelzoo evaluate <task>``, ``modelzoo manifest <task>``,
+``modelzoo serve``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -348,8 +350,9 @@ def evaluate_translation(
     artifact on a Multi30k split or any --src/--ref pair of files."""
     import time
 
-    from models.common.artifacts import CARD, read_json, write_json
+    from models.common.artifacts import CARD, ArtifactError, read_json, write_json
     from models.common.device import hardware_summary, resolve_device
+    from models.common.manifest import MANIFEST, verify_manifest, write_manifest
     from models.translation.data import read_lines, split_paths
     from models.translation.evaluate import bleu_chrf, translate_file
     from models.translation.predictor import TranslationPredictor
@@ -390,6 +393,13 @@ def evaluate_translation(
     typer.echo(f"chrF2 = {scores['chrf']:.2f}\n  {scores['chrf_signature']}")
     typer.echo(f"speed: {speed:.1f} sentences/s ({seconds:.1f} s)")
     if write_card:
+        has_manifest = (artifact_dir / MANIFEST).is_file()
+        if has_manifest:  # the card changes on purpose below; nothing else may have
+            try:
+                verify_manifest(artifact_dir)
+            except ArtifactError as exc:
+                typer.echo(f"error: not writing the card: {exc}", err=True)
+                raise typer.Exit(1) from exc
         card = read_json(artifact_dir / CARD)
         key = f"{name}_{variant}"
         card.setdefault("metrics", {}).update(
@@ -403,7 +413,44 @@ def evaluate_translation(
             "command": _command_line(ctx),
         }
         write_json(artifact_dir / CARD, card)
+        if has_manifest:
+            write_manifest(artifact_dir)
         typer.echo(f"wrote bleu_{key} / chrf_{key} to {artifact_dir / CARD}")
+
+
+@app.command()
+def manifest(
+    target: Annotated[str, typer.Argument(
+        help="A task name (its folder under $MODELZOO_ARTIFACTS_DIR, default artifacts/) "
+        "or a path to an artifact folder (e.g. ./lm, /data/artifacts/lm).")],
+    check: Annotated[bool, typer.Option(
+        "--check", help="Verify the folder against its manifest.json instead of writing it.")
+    ] = False,
+) -> None:
+    """Write an artifact's manifest.json (sha256 and size of every file), or --check it.
+
+    The service verifies manifests before loading a model; run this after changing an
+    artifact's files on purpose. Exit status 1 when --check finds a problem.
+    """
+    from models.common.artifacts import ArtifactError
+    from models.common.manifest import MANIFEST, verify_manifest, write_manifest
+
+    is_task = re.fullmatch(r"[A-Za-z0-9_-]+", target) is not None
+    directory = artifacts_dir() / target if is_task else Path(target)
+    if not directory.is_dir():
+        raise typer.BadParameter(f"{directory} is not a folder: give a task name under "
+                                 f"{artifacts_dir()} or a path to an artifact folder")
+    try:
+        if check:
+            n_files = verify_manifest(directory)
+            typer.echo(f"ok: {n_files} files in {directory} match its {MANIFEST}")
+        else:
+            path = write_manifest(directory)
+            n_files = len(json.loads(path.read_text(encoding="utf-8"))["files"])
+            typer.echo(f"wrote {path} ({n_files} files)")
+    except ArtifactError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command()

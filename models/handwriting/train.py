@@ -24,6 +24,7 @@ from tqdm import tqdm
 from models.common.artifacts import git_commit, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
 from models.common.device import hardware_summary, resolve_device
+from models.common.manifest import write_manifest
 from models.common.paths import artifacts_dir, data_dir
 from models.common.seeding import seed_everything
 from models.handwriting.augment import AugmentConfig, augment_batch, prepare_batch
@@ -223,5 +224,6 @@ def write_artifact(model: torch.nn.Module, cfg: TrainConfig, label_set: LabelSet
     }
     tensors = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     save_artifact(cfg.out_dir, tensors, config, card)
+    write_manifest(cfg.out_dir)
     return card
 

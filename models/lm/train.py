@@ -25,6 +25,7 @@ from tqdm import tqdm
 from models.common.artifacts import git_commit, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
 from models.common.device import hardware_summary, resolve_device
+from models.common.manifest import write_manifest
 from models.common.paths import artifacts_dir, data_dir
 from models.common.seeding import seed_everything
 from models.lm.data import Corpus, batchify, get_batch
@@ -229,4 +230,5 @@ def write_artifact(
                if not (cfg.tie_weights and k == "linear.weight")}
     save_artifact(cfg.out_dir, tensors, cfg.model_config(len(corpus.dictionary)), card)
     corpus.dictionary.save(cfg.out_dir)
+    write_manifest(cfg.out_dir)
     return card

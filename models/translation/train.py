@@ -26,6 +26,7 @@ from tqdm import tqdm
 from models.common.artifacts import git_commit, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
 from models.common.device import hardware_summary, resolve_device
+from models.common.manifest import write_manifest
 from models.common.paths import artifacts_dir, data_dir
 from models.common.seeding import seed_everything
 from models.translation.data import (
@@ -262,4 +263,5 @@ def write_artifact(model: torch.nn.Module, tok: Tokenizer, cfg: TrainConfig,
     tensors = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     save_artifact(cfg.out_dir, tensors, config, card)
     (cfg.out_dir / TOKENIZER_FILE).write_bytes((cfg.checkpoint_dir / TOKENIZER_FILE).read_bytes())
+    write_manifest(cfg.out_dir)
     return card

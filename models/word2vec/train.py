@@ -25,6 +25,7 @@ from tqdm import tqdm
 from models.common.artifacts import git_commit, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
 from models.common.device import hardware_summary, resolve_device
+from models.common.manifest import write_manifest
 from models.common.paths import artifacts_dir, data_dir
 from models.common.prefetch import prefetch
 from models.common.seeding import seed_everything
@@ -231,4 +232,5 @@ def write_artifact(
     config = {"vocab_size": len(vocab), "embed_size": cfg.embed_size}
     save_artifact(cfg.out_dir, {"center": center.half()}, config, card)
     vocab.save(cfg.out_dir)
+    write_manifest(cfg.out_dir)
     return card
