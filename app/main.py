@@ -19,7 +19,7 @@ from app.middleware import (
     RequestIdMiddleware,
 )
 from app.registry import ModelRegistry
-from app.routes import handwriting, health, lm, translation, word2vec
+from app.routes import demo, docs, handwriting, health, lm, translation, word2vec
 from app.security import install_security
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by app.routes.docs with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()  # a registry per app: apps in one process do not clash
@@ -89,4 +91,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lm.router)
     app.include_router(handwriting.router)
     app.include_router(translation.router)
+    app.include_router(demo.router)
+    app.include_router(docs.router)
     return app

@@ -36,12 +36,14 @@ _HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tr
 
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc",
-                        "/openapi.json", "/metrics"})
+                        "/openapi.json", "/metrics", "/"})
+# the demo page's assets (``GET /`` is the page; its /v1 calls carry the key)
+OPEN_PREFIXES = ("/static/", "/docs-assets/")
 
 
 def is_protected(path: str) -> bool:
     """Whether ``path`` (as routed, without the root path) needs a key."""
-    return path not in OPEN_PATHS
+    return path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES)
 
 
 def route_path(scope: Scope) -> str:

@@ -155,7 +155,7 @@ async def test_api_key_on_refuses_requests_without_a_valid_key() -> None:
                                    headers={"X-API-Key": "first-key-012"})
         unknown_route = await client.get("/v1/nothing-here")
         models = await client.get("/v1/models")
-        root = await client.get("/")  # deny by default: only the open paths are open
+        root = await client.get("/nothing-here")  # deny by default: only open paths are open
     for response in (missing, wrong, prefix, unknown_route, models, root):
         assert response.status_code == 401
         error = response.json()["error"]
