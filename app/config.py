@@ -83,6 +83,27 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(
         default=64, ge=1, description="/v1/... requests in flight; beyond it 503 at once."
     )
+    batching: bool = Field(
+        default=True,
+        description="Dynamic batching of /v1/translate and /v1/lm/score; false = each "
+        "request runs alone in the threadpool.",
+    )
+    translation_max_batch_size: int = Field(
+        default=32, ge=1, le=1024, description="Most texts per batched translation call.")
+    translation_max_wait_ms: float = Field(
+        default=5.0, ge=0.0, le=10_000.0,
+        description="How long the oldest queued text waits for a translation batch to fill.")
+    lm_score_max_batch_size: int = Field(
+        default=16, ge=1, le=1024, description="Most texts per batched LM scoring call.")
+    lm_score_max_wait_ms: float = Field(
+        default=5.0, ge=0.0, le=10_000.0,
+        description="How long the oldest queued text waits for an LM scoring batch to fill.")
+    batch_queue_size: int = Field(
+        default=256, ge=1,
+        description="Items (texts) waiting per batched model; beyond it 503 + Retry-After.")
+    request_timeout_s: float = Field(
+        default=30.0, gt=0.0,
+        description="A batched request not answered within this time gets 504.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = Field(
         default=True, description="One JSON line per request on the 'modelzoo.access' logger."

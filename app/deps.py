@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from app.batching import Batcher
 from app.config import Settings
 from app.errors import APIError
 from app.metrics import Metrics
@@ -49,6 +51,27 @@ def require_json(request: Request) -> None:
             f"send the body as JSON with 'Content-Type: application/json' (got "
             f"{content_type or 'no content type'!r})",
         )
+
+
+def get_batcher(request: Request, task: str, fn: Callable[[list[Any]], Sequence[Any]],
+                max_batch_size: int, max_wait_ms: float) -> Batcher[Any, Any] | None:
+    """The app's batcher for ``task`` (created and started on first use, with ``fn``), or
+    ``None`` when batching is off (``MODELZOO_BATCHING=false``).
+
+    The lifespan stops every batcher in ``app.state.batchers`` on shutdown.
+    """
+    settings: Settings = request.app.state.settings
+    if not settings.batching:
+        return None
+    batchers: dict[str, Batcher[Any, Any]] = request.app.state.batchers
+    batcher = batchers.get(task)
+    if batcher is None:  # no await between the check and the insert: one per app
+        batcher = batchers[task] = Batcher(
+            fn, name=task, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+            max_queue=settings.batch_queue_size, timeout_s=settings.request_timeout_s,
+            observer=request.app.state.metrics)
+        batcher.start()
+    return batcher
 
 
 def _ready(registry: ModelRegistry, task: str) -> Predictor:

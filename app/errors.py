@@ -12,6 +12,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.batching import (
+    BatchingError,
+    ClientDisconnectedError,
+    DeadlineExceededError,
+    QueueFullError,
+)
 from models.common.errors import PredictorError, UnknownItemError
 
 log = logging.getLogger(__name__)
@@ -19,7 +25,7 @@ log = logging.getLogger(__name__)
 _CODES = {
     400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
     413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
-    500: "internal_error", 503: "unavailable", 504: "timeout",
+    499: "client_closed_request", 500: "internal_error", 503: "unavailable", 504: "timeout",
 }
 
 # predictor error codes that are not plain "invalid input" (422)
@@ -90,6 +96,17 @@ def install_error_handlers(app: FastAPI) -> None:
         status = 404 if isinstance(exc, UnknownItemError) else _PREDICTOR_STATUS.get(exc.code, 422)
         return error_response(status, exc.code, exc.message, exc.details)
 
+    @app.exception_handler(BatchingError)
+    async def _batching_error(_: Request, exc: BatchingError) -> JSONResponse:
+        if isinstance(exc, ClientDisconnectedError):  # nobody reads it; logged and counted
+            return error_response(499, "client_closed_request", str(exc))
+        if isinstance(exc, DeadlineExceededError):
+            return error_response(504, "timeout", str(exc),
+                                  {"timeout_s": exc.timeout_s, "task": exc.name})
+        retry_after = exc.retry_after_s if isinstance(exc, QueueFullError) else 5
+        return error_response(503, "overloaded", str(exc),
+                              headers={"Retry-After": str(retry_after)})
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         message, details = _validation_message(list(exc.errors()))
@@ -114,4 +131,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "Request body too large."},
     415: {"model": ErrorResponse, "description": "Body is not application/json."},
     503: {"model": ErrorResponse, "description": "The model is not loaded (yet)."},
+}
+
+# routes served through the dynamic batcher (app.batching)
+BATCHED_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    503: {"model": ErrorResponse, "description": "The model is not loaded (yet), or its "
+          "batch queue is full (MODELZOO_BATCH_QUEUE_SIZE); see Retry-After."},
+    504: {"model": ErrorResponse, "description": "Not answered within "
+          "MODELZOO_REQUEST_TIMEOUT_S."},
 }

@@ -46,9 +46,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.registry = registry
     loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
     app.state.loading = loading
+    app.state.batchers = {}  # task -> Batcher, created on first use (app.deps.get_batcher)
     try:
         yield
     finally:
+        for batcher in list(app.state.batchers.values()):
+            await batcher.stop()
+        app.state.batchers = {}
         if not loading.done():
             await asyncio.wait([loading], timeout=30)
 
@@ -75,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()  # a registry per app: apps in one process do not clash
+    app.state.batchers = {}
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes,
                        overrides={"/v1/handwriting/": settings.max_upload_bytes})

@@ -36,8 +36,9 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 class Metrics:
     """The service's metrics, registered in a registry of their own.
 
-    ``batch_size`` and ``queue_depth`` are filled by the dynamic batcher through
-    :meth:`observe_batch` and :meth:`set_queue_depth`; nothing calls them yet.
+    ``batch_size`` and ``queue_depth`` are filled by the dynamic batcher
+    (:mod:`app.batching`) through :meth:`observe_batch` and :meth:`set_queue_depth`, in
+    items (texts): a request with several texts counts once per text.
     """
 
     def __init__(self) -> None:
@@ -59,10 +60,10 @@ class Metrics:
             "modelzoo_model", "Each configured model: version, quantized, device, status.",
             ["task"], registry=r)
         self.batch_size = Histogram(
-            "modelzoo_batch_size", "Requests per batch run by the dynamic batcher.",
+            "modelzoo_batch_size", "Items (texts) per batch run by the dynamic batcher.",
             ["task"], buckets=BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge(
-            "modelzoo_queue_depth", "Requests waiting in the dynamic batcher's queue.",
+            "modelzoo_queue_depth", "Items (texts) waiting in the dynamic batcher's queue.",
             ["task"], registry=r)
 
     def observe_model(self, slot: ModelSlot) -> None:
@@ -81,11 +82,11 @@ class Metrics:
             self.model_load_seconds.labels(task=slot.task).set(slot.load_seconds)
 
     def observe_batch(self, task: str, size: int) -> None:
-        """Record one batch of ``size`` requests run for ``task`` (for the batcher)."""
+        """Record one batch of ``size`` items run for ``task`` (for the batcher)."""
         self.batch_size.labels(task=task).observe(size)
 
     def set_queue_depth(self, task: str, depth: int) -> None:
-        """Record how many requests wait in ``task``'s queue (for the batcher)."""
+        """Record how many items wait in ``task``'s queue (for the batcher)."""
         self.queue_depth.labels(task=task).set(depth)
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:

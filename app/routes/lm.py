@@ -6,12 +6,13 @@ import json
 import secrets
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import iterate_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from app.deps import LMDep, SettingsDep, require_json
-from app.errors import ERROR_RESPONSES, APIError
+from app.batching import cancel_on_disconnect
+from app.deps import LMDep, SettingsDep, get_batcher, require_json
+from app.errors import BATCHED_ERROR_RESPONSES, ERROR_RESPONSES, APIError
 from app.schemas.lm import (
     GenerateRequest,
     GenerateResponse,
@@ -85,16 +86,26 @@ def generate_stream(body: GenerateRequest, model: LMDep,
 
 @router.post("/score", response_model=ScoreResponse, summary="Score text",
              description="Log-probability of each word given the words before it (from a "
-             "sentence start, a final <eos> included) and the perplexity exp(-mean).",
-             responses=ERROR_RESPONSES)
-def score(body: ScoreRequest, model: LMDep, settings: SettingsDep) -> ScoreResponse:
+             "sentence start, a final <eos> included) and the perplexity exp(-mean). "
+             "Concurrent requests are scored together in one LSTM pass "
+             "(`MODELZOO_LM_SCORE_MAX_BATCH_SIZE`, `MODELZOO_LM_SCORE_MAX_WAIT_MS`); 503 "
+             "when the queue is full, 504 after `MODELZOO_REQUEST_TIMEOUT_S`.",
+             responses=BATCHED_ERROR_RESPONSES)
+async def score(body: ScoreRequest, request: Request, model: LMDep,
+                settings: SettingsDep) -> ScoreResponse:
     n = len(body.text.split())
     if n == 0:
         raise APIError(422, "text has no words; send at least one word", code="invalid_input")
     if n > settings.lm_max_prompt_words:
         raise APIError(422, f"text has {n} words; the limit is {settings.lm_max_prompt_words} "
                        "(MODELZOO_LM_MAX_PROMPT_WORDS)", code="invalid_input")
-    tokens, logprobs, ppl, unknown = model.score(body.text)
+    batcher = get_batcher(request, "lm", model.score_many, settings.lm_score_max_batch_size,
+                          settings.lm_score_max_wait_ms)
+    if batcher is None:  # batching off: this request alone, in the threadpool
+        tokens, logprobs, ppl, unknown = await run_in_threadpool(model.score, body.text)
+    else:
+        [(tokens, logprobs, ppl, unknown)] = await cancel_on_disconnect(
+            batcher.submit([body.text]), request.receive)
     return ScoreResponse(
         tokens=[TokenScore(token=t, logprob=round(lp, 6))
                 for t, lp in zip(tokens, logprobs, strict=True)],

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from functools import partial
+from typing import NamedTuple
 
-from app.deps import SettingsDep, TranslationDep, require_json
-from app.errors import ERROR_RESPONSES, APIError
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from app.batching import cancel_on_disconnect
+from app.deps import SettingsDep, TranslationDep, get_batcher, require_json
+from app.errors import BATCHED_ERROR_RESPONSES, APIError
 from app.schemas.translation import TranslateRequest, TranslateResponse, TranslationOut
+from models.translation.predictor import Translation, TranslationPredictor
 
 router = APIRouter(prefix="/v1", tags=["translation"], dependencies=[Depends(require_json)])
 
@@ -25,20 +31,44 @@ def _check_limits(texts: list[str], settings: SettingsDep) -> None:
                            code="invalid_input", details={"index": i})
 
 
+class Decoding(NamedTuple):
+    """Decoding parameters: the batch key (texts decoded differently never share a batch)."""
+
+    beam_size: int
+    max_length: int | None
+    length_penalty: float
+
+
+def translate_batch(model: TranslationPredictor,
+                    items: list[tuple[str, Decoding]]) -> list[Translation]:
+    """The batcher's call: texts that share one :class:`Decoding`, translated together."""
+    decoding = items[0][1]
+    return model.translate([text for text, _ in items], **decoding._asdict())
+
+
 @router.post(
     "/translate", response_model=TranslateResponse, summary="Translate German to English",
     description="Beam search (`beam_size` 1 = greedy) with the GNMT length penalty. Send "
     "`text` for one sentence or `texts` for a batch (translated together, returned in "
     "order). Limits: `MODELZOO_MAX_ITEMS_PER_REQUEST` texts, "
-    "`MODELZOO_TRANSLATION_MAX_CHARS` characters each; sources are cut at 200 subwords.",
-    responses=ERROR_RESPONSES,
+    "`MODELZOO_TRANSLATION_MAX_CHARS` characters each; sources are cut at 200 subwords. "
+    "Concurrent requests with the same decoding parameters are batched together "
+    "(`MODELZOO_TRANSLATION_MAX_BATCH_SIZE`, `MODELZOO_TRANSLATION_MAX_WAIT_MS`); 503 when "
+    "the queue is full, 504 after `MODELZOO_REQUEST_TIMEOUT_S`.",
+    responses=BATCHED_ERROR_RESPONSES,
 )
-def translate(body: TranslateRequest, model: TranslationDep,
-              settings: SettingsDep) -> TranslateResponse:
+async def translate(body: TranslateRequest, request: Request, model: TranslationDep,
+                    settings: SettingsDep) -> TranslateResponse:
     texts = body.sentences()
     _check_limits(texts, settings)
-    results = model.translate(texts, beam_size=body.beam_size, max_length=body.max_length,
-                              length_penalty=body.length_penalty)
+    decoding = Decoding(body.beam_size, body.max_length, body.length_penalty)
+    batcher = get_batcher(request, "translation", partial(translate_batch, model),
+                          settings.translation_max_batch_size, settings.translation_max_wait_ms)
+    if batcher is None:  # batching off: this request alone, in the threadpool
+        results = await run_in_threadpool(model.translate, texts, **decoding._asdict())
+    else:
+        results = await cancel_on_disconnect(
+            batcher.submit([(t, decoding) for t in texts], key=decoding), request.receive)
     return TranslateResponse(
         translations=[TranslationOut(text=r.text, score=round(r.score, 4)) for r in results],
         beam_size=body.beam_size,

@@ -19,6 +19,9 @@ from models.lm.model import RNNLM, Hidden
 
 log = logging.getLogger(__name__)
 
+# (tokens, logprobs, perplexity, unknown_words), as returned by LMPredictor.score
+Scored = tuple[list[str], list[float], float, list[str]]
+
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
     """Restrict ``logits (N, V)`` to the ``top_k`` best and/or the nucleus of mass ``top_p``
@@ -120,19 +123,38 @@ class LMPredictor:
             logits, hidden = self.model(nxt, hidden)
             logits = logits[:, -1]
 
-    @torch.inference_mode()
-    def score(self, text: str) -> tuple[list[str], list[float], float, list[str]]:
+    def score(self, text: str) -> Scored:
         """Log-probability (natural log) of each word of ``text`` and of the final ``<eos>``,
         each given the words before it (from a sentence start).
 
         Returns:
             ``(tokens, logprobs, perplexity, unknown_words)``; perplexity = exp(-mean logprob).
         """
-        ids, unknown = self.encode(text)
-        ids = [*ids, self.eos]
-        inputs = torch.tensor([[self.eos, *ids[:-1]]], device=self.device)
-        logits, _ = self.model(inputs, self.model.init_hidden(1, self.device))
-        logp = F.log_softmax(logits[0].float(), dim=-1)
-        values = logp[torch.arange(len(ids)), torch.tensor(ids, device=self.device)].tolist()
-        tokens = [self.dictionary.idx2word[i] for i in ids]
-        return tokens, values, math.exp(-sum(values) / len(values)), unknown
+        return self.score_many([text])[0]
+
+    @torch.inference_mode()
+    def score_many(self, texts: list[str]) -> list[Scored]:
+        """:meth:`score` of several texts in one LSTM pass (the dynamic batcher's call).
+
+        Inputs are right-padded to the longest text; the LSTM is causal, so each text's
+        log-probabilities are those of scoring it alone (up to float rounding).
+        """
+        if not texts:
+            return []
+        encoded = [self.encode(text) for text in texts]
+        targets = [[*ids, self.eos] for ids, _ in encoded]  # each word, then <eos>
+        lengths = [len(t) for t in targets]
+        wanted = torch.full((len(texts), max(lengths)), self.eos, dtype=torch.long)  # (B, T)
+        for row, ids in enumerate(targets):
+            wanted[row, :len(ids)] = torch.tensor(ids)
+        wanted = wanted.to(self.device)
+        inputs = torch.cat([torch.full_like(wanted[:, :1], self.eos), wanted[:, :-1]], dim=1)
+        logits, _ = self.model(inputs, self.model.init_hidden(len(texts), self.device))
+        logits = logits.float()  # (B, T, V)
+        logp = logits.gather(-1, wanted[..., None])[..., 0] - logits.logsumexp(-1)  # (B, T)
+        out = []
+        for row, (ids, (_, unknown)) in enumerate(zip(targets, encoded, strict=True)):
+            values = logp[row, :len(ids)].tolist()
+            tokens = [self.dictionary.idx2word[i] for i in ids]
+            out.append((tokens, values, math.exp(-sum(values) / len(values)), unknown))
+        return out

@@ -62,3 +62,28 @@ def test_int8_quantized_model_stays_close(tiny_lm_root: Path) -> None:
     assert int8.quantized and int8.device.type == "cpu"
     text = "the chip computer and the memory"
     assert int8.score(text)[2] == pytest.approx(fp32.score(text)[2], rel=0.05)
+
+
+def _score_alone(lm: LMPredictor, text: str) -> list[float]:
+    """Reference: one unpadded sequence through the model, as ``score`` did before batching."""
+    ids = [*lm.encode(text)[0], lm.eos]
+    with torch.inference_mode():
+        logits, _ = lm.model(torch.tensor([[lm.eos, *ids[:-1]]]), lm.model.init_hidden(1))
+        logp = torch.log_softmax(logits[0].float(), dim=-1)
+    return logp[torch.arange(len(ids)), torch.tensor(ids)].tolist()
+
+
+def test_score_many_pads_without_changing_any_text_score(tiny_lm_root: Path) -> None:
+    lm = LMPredictor.load(tiny_lm_root / "lm")
+    texts = ["the chip", "a mother and the child of the family school doctor", "memory",
+             "The chip xyzzy computer", "N N N <unk> the"]
+    batched = lm.score_many(texts)
+    assert len(batched) == len(texts)
+    for text, (tokens, logprobs, ppl, unknown) in zip(texts, batched, strict=True):
+        alone = lm.score(text)
+        assert tokens == alone[0] and unknown == alone[3]
+        assert len(logprobs) == len(text.split()) + 1
+        assert logprobs == pytest.approx(_score_alone(lm, text), abs=1e-5)
+        assert logprobs == pytest.approx(alone[1], abs=1e-5)
+        assert ppl == pytest.approx(alone[2], rel=1e-5)
+    assert lm.score_many([]) == []
