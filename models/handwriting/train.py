@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from models.common.artifacts import git_commit, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
+from models.common.config import preset_values, training_record
 from models.common.device import hardware_summary, resolve_device
 from models.common.manifest import write_manifest
 from models.common.paths import artifacts_dir, data_dir
@@ -80,10 +81,7 @@ class TrainConfig:
         Raises:
             ValueError: an unknown preset.
         """
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-        values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-        return cls(preset=preset, **values)
+        return cls(preset=preset, **preset_values(PRESETS, preset, overrides))
 
     def model_config(self, num_classes: int) -> dict[str, Any]:
         """Constructor arguments of the model (written to config.json with ``arch``)."""
@@ -213,8 +211,8 @@ def write_artifact(model: torch.nn.Module, cfg: TrainConfig, label_set: LabelSet
         "metrics_command": "modelzoo evaluate handwriting",
         "training_command": cfg.command,
         "history": progress["history"],
-        "training": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
-                        if k not in ("data_dir", "out_dir", "checkpoint_dir", "resume", "command")},
+        "training": {**training_record(cfg, ("data_dir", "out_dir", "checkpoint_dir", "resume",
+                                             "command")),
                      "steps": progress["global_step"], "wall_time_s": round(wall_s, 1),
                      "hardware": hardware_summary()},
         "params": sum(p.numel() for p in model.parameters()),

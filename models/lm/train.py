@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from models.common.artifacts import git_commit, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
+from models.common.config import preset_values, training_record
 from models.common.device import hardware_summary, resolve_device
 from models.common.manifest import write_manifest
 from models.common.paths import artifacts_dir, data_dir
@@ -81,9 +82,7 @@ class TrainConfig:
         Raises:
             ValueError: unknown preset.
         """
-        if preset not in PRESETS:
-            raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {preset!r}")
-        return cls(preset=preset, **{**PRESETS[preset], **overrides})
+        return cls(preset=preset, **preset_values(PRESETS, preset, overrides))
 
     def model_config(self, vocab_size: int) -> dict[str, Any]:
         """Constructor arguments of :class:`RNNLM` (what ``config.json`` holds)."""
@@ -216,9 +215,8 @@ def write_artifact(
                     "valid_perplexity_fp32_weights": round(fp32_ppl, 2)},
         "metrics_command": "modelzoo evaluate lm --file ../shared/data/ptb/ptb.valid.txt",
         "history": progress["history"],
-        "training": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
-                        if k not in ("out_dir", "checkpoint_dir", "resume", "train_file",
-                                     "valid_file")},
+        "training": {**training_record(cfg, ("out_dir", "checkpoint_dir", "resume", "train_file",
+                                             "valid_file")),
                      "steps": progress["global_step"], "wall_time_s": round(wall_s, 1),
                      "hardware": hardware_summary()},
         "params": n_params,

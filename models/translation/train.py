@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from models.common.artifacts import git_commit, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
+from models.common.config import preset_values, training_record
 from models.common.device import hardware_summary, resolve_device
 from models.common.manifest import write_manifest
 from models.common.paths import artifacts_dir, data_dir
@@ -88,10 +89,7 @@ class TrainConfig:
         Raises:
             ValueError: an unknown arch.
         """
-        if arch not in PRESETS:
-            raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(PRESETS)}")
-        values = {**PRESETS[arch], **{k: v for k, v in overrides.items() if v is not None}}
-        return cls(arch=arch, **values)
+        return cls(arch=arch, **preset_values(PRESETS, arch, overrides))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -251,8 +249,8 @@ def write_artifact(model: torch.nn.Module, tok: Tokenizer, cfg: TrainConfig,
         "metrics_command": "modelzoo evaluate translation --split val|test_2016_flickr",
         "history": progress["history"],
         "training_command": cfg.command,
-        "training": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
-                        if k not in ("data_dir", "out_dir", "checkpoint_dir", "resume", "command")},
+        "training": {**training_record(cfg, ("data_dir", "out_dir", "checkpoint_dir", "resume",
+                                             "command")),
                      "steps": progress["step"], "wall_time_s": round(wall_s, 1),
                      "hardware": hardware_summary()},
         "params": sum(p.numel() for p in model.parameters()),

@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from models.common.artifacts import git_commit, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
+from models.common.config import training_record
 from models.common.device import hardware_summary, resolve_device
 from models.common.manifest import write_manifest
 from models.common.paths import artifacts_dir, data_dir
@@ -216,8 +217,8 @@ def write_artifact(
         "probe_neighbors": probe_neighbors(vectors),
         "subsampling": stats,
         "training": {
-            **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
-               if k not in ("out_dir", "checkpoint_dir", "wordsim_dir", "resume", "train_file")},
+            **training_record(cfg, ("out_dir", "checkpoint_dir", "wordsim_dir", "resume",
+                                   "train_file")),
             "steps": steps,
             "wall_time_s": round(wall_time_s, 1),
             "hardware": hardware_summary(),
