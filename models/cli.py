@@ -30,6 +30,12 @@ def _setup_logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _echo_summary(out_dir: Path, card: dict) -> None:
+    """Print where a training run wrote its artifact, its metrics and its wall time."""
+    typer.echo(json.dumps({"out_dir": str(out_dir), "metrics": card["metrics"],
+                           "wall_time_s": card["training"]["wall_time_s"]}, indent=2))
+
+
 def _command_line(ctx: typer.Context) -> str:
     """The command that reproduces this call: ``modelzoo <sub> <task>`` + non-default flags."""
     parts = ["modelzoo", *ctx.command_path.split()[1:]]
@@ -91,8 +97,7 @@ def train_word2vec(
         command=_command_line(ctx),
     )
     card = train(cfg)
-    typer.echo(json.dumps({"out_dir": str(cfg.out_dir), "metrics": card["metrics"],
-                           "wall_time_s": card["training"]["wall_time_s"]}, indent=2))
+    _echo_summary(cfg.out_dir, card)
 
 
 @evaluate_app.command("word2vec")
@@ -170,8 +175,7 @@ def train_lm(
         command=_command_line(ctx), **overrides,
     )
     card = train(cfg)
-    typer.echo(json.dumps({"out_dir": str(cfg.out_dir), "metrics": card["metrics"],
-                           "wall_time_s": card["training"]["wall_time_s"]}, indent=2))
+    _echo_summary(cfg.out_dir, card)
 
 
 @evaluate_app.command("lm")
@@ -231,8 +235,7 @@ def train_handwriting(
         command=_command_line(ctx),
     )
     card = train(cfg)
-    typer.echo(json.dumps({"out_dir": str(cfg.out_dir), "metrics": card["metrics"],
-                           "wall_time_s": card["training"]["wall_time_s"]}, indent=2))
+    _echo_summary(cfg.out_dir, card)
 
 
 @evaluate_app.command("handwriting")
@@ -313,8 +316,7 @@ def train_translation(
         max_steps=max_steps, command=_command_line(ctx),
     )
     card = train(cfg)
-    typer.echo(json.dumps({"out_dir": str(cfg.out_dir), "metrics": card["metrics"],
-                           "wall_time_s": card["training"]["wall_time_s"]}, indent=2))
+    _echo_summary(cfg.out_dir, card)
 
 
 EVAL_SPLITS = ("val", "test_2016_flickr")
