@@ -1,0 +1,1 @@
+"""Text-pair matching: DSSM, MV-LSTM, MatchPyramid and ESIM on Quora and WikiQA."""
