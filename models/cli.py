@@ -420,6 +420,79 @@ def evaluate_translation(
         typer.echo(f"wrote bleu_{key} / chrf_{key} to {artifact_dir / CARD}")
 
 
+@train_app.command("matching")
+def train_matching(
+    ctx: typer.Context,
+    arch: Annotated[str, typer.Option(help="dssm | mvlstm | matchpyramid | esim")] = "esim",
+    dataset: Annotated[str, typer.Option(help="quora | wikiqa")] = "quora",
+    data_dir_: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Folder holding quora/ and wikiqa/.")] = None,
+    out_root: Annotated[Path | None, typer.Option(
+        help="Folder of matching models; this run writes <arch>-<dataset>/ in it.")] = None,
+    checkpoint_dir: Path = Path("runs/matching"),
+    embeddings: Annotated[Path | None, typer.Option(
+        help="Word vectors to start from: a text file, 'word v1 ... vD' per line (GloVe, "
+        "fastText .vec, word2vec text; D must equal the model's embed_dim).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Override the preset's lr.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Override the preset's batch.")] = None,
+    model_json: Annotated[str | None, typer.Option(
+        "--model", help='Model hyper-parameters as JSON, e.g. \'{"hidden": 100}\'.')] = None,
+    min_count: int = 2,
+    patience: int = 3,
+    seed: int = 0,
+    bf16: bool = False,
+    device: str = "cpu",
+    resume: bool = False,
+    max_steps: int | None = None,
+    verbose: bool = False,
+) -> None:
+    """Train one matching architecture on Quora or WikiQA; early stopping on dev."""
+    from models.matching.train import TrainConfig, train
+
+    _setup_logging(verbose)
+    try:
+        model = json.loads(model_json) if model_json else None
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--model is not valid JSON: {exc}") from exc
+    cfg = TrainConfig.from_arch(
+        arch, dataset=dataset, data_dir=data_dir_ or data_dir(),
+        out_root=out_root or artifacts_dir() / "matching", checkpoint_dir=checkpoint_dir,
+        embeddings=embeddings, epochs=epochs, lr=lr, batch_size=batch_size, model=model,
+        min_count=min_count, patience=patience, seed=seed, bf16=bf16, device=device,
+        resume=resume, max_steps=max_steps, command=_command_line(ctx))
+    card = train(cfg)
+    _echo_summary(cfg.out_root / cfg.name, card)
+
+
+@evaluate_app.command("matching")
+def evaluate_matching(
+    file: Annotated[Path, typer.Option(
+        help="A Quora-style (label, text_a, text_b[, id]; .gz ok) or WikiQA-style file.")],
+    model: Annotated[str | None, typer.Option(
+        help="Served model name (e.g. esim-quora); default: the best for the file's kind.")
+    ] = None,
+    artifact_dir: Annotated[Path | None, typer.Option(help="Matching artifact folder.")] = None,
+    quantize: Annotated[bool, typer.Option(help="int8 dynamic quantization (CPU).")] = False,
+    device: str = "cpu",
+    verbose: bool = False,
+) -> None:
+    """Accuracy/F1 (Quora-style) or MAP/MRR (WikiQA-style) of a matching model on a file."""
+    from models.common.device import resolve_device
+    from models.common.errors import UnknownItemError
+    from models.matching.evaluate import evaluate_file
+    from models.matching.predictor import MatchingPredictor
+
+    _setup_logging(verbose)
+    predictor = MatchingPredictor.load(artifact_dir or artifacts_dir() / "matching",
+                                       resolve_device(device, quantize), quantize)
+    try:
+        result = evaluate_file(predictor, file, model)
+    except (UnknownItemError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
 @app.command()
 def manifest(
     target: Annotated[str, typer.Argument(

@@ -1,0 +1,107 @@
+"""The matching trainer end to end on tiny fixture files: artifact, index card, predictor,
+``modelzoo evaluate matching`` and pretrained-vector initialisation."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from models.cli import app
+from models.common.manifest import verify_manifest
+from models.matching.data import WIKIQA_HEADER
+from models.matching.evaluate import evaluate_file
+from models.matching.features import Vocab
+from models.matching.predictor import MatchingPredictor
+from models.matching.train import TrainConfig, init_embeddings, load_vectors, train
+
+QUESTIONS = ["how do i learn python", "what is the best way to learn python",
+             "how can i lose weight", "what is the capital of france",
+             "how do i cook rice", "why is the sky blue"]
+
+
+def _write_fixture(root: Path) -> Path:
+    (root / "quora").mkdir(parents=True)
+    (root / "wikiqa").mkdir()
+    quora = [f"{i % 2}\t{QUESTIONS[i % 6]}\t{QUESTIONS[(i + 1) % 6]}\t{i}" for i in range(40)]
+    for split in ("train", "dev"):
+        with gzip.open(root / "quora" / f"{split}.tsv.gz", "wt", encoding="utf-8") as f:
+            f.write("\n".join(quora) + "\n")
+    rows = [WIKIQA_HEADER]
+    for q in range(6):
+        for c in range(4):
+            rows.append(f"Q{q}\t{QUESTIONS[q]}\tD{q}\tT\tD{q}-{c}\t{QUESTIONS[(q + c) % 6]} "
+                        f"answer\t{int(c == 0)}")
+    for split in ("train", "dev"):
+        (root / "wikiqa" / f"WikiQA-{split}.tsv").write_text("\r\n".join(rows) + "\r\n",
+                                                             encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("matching")
+    data = _write_fixture(tmp / "data")
+    out = tmp / "artifacts"
+    small = {"dssm": {"hidden": 16, "out_dim": 8},
+             "esim": {"embed_dim": 8, "hidden": 8}}
+    for arch, dataset in (("dssm", "quora"), ("esim", "wikiqa")):
+        cfg = TrainConfig.from_arch(arch, dataset=dataset, data_dir=data, out_root=out,
+                                    checkpoint_dir=tmp / "ckpt", model=small[arch],
+                                    n_buckets=256, epochs=2, min_count=1)
+        train(cfg)
+    return out
+
+
+def test_training_writes_both_models_an_index_and_a_manifest(trained: Path) -> None:
+    index = json.loads((trained / "card.json").read_text())
+    assert set(index["models"]) == {"dssm-quora", "esim-wikiqa"}
+    assert index["default_match"] == "dssm-quora" and index["default_rank"] == "esim-wikiqa"
+    card = json.loads((trained / "esim-wikiqa" / "card.json").read_text())
+    assert len(card["history"]) == 2 and 0.0 <= card["metrics"]["map"] <= 1.0
+    assert verify_manifest(trained) > 8
+
+
+def test_predictor_loads_the_artifact_and_evaluate_scores_a_file(trained: Path,
+                                                                 tmp_path: Path) -> None:
+    predictor = MatchingPredictor.load(trained)
+    assert predictor.defaults == {"match": "dssm-quora", "rank": "esim-wikiqa"}
+    result = predictor.score_pairs([("how do i learn python", "zzz unknown qqq")])
+    assert 0.0 <= result.scores[0] <= 1.0
+    file = tmp_path / "pairs.tsv"
+    file.write_text("1\thow do i learn python\thow do i learn python\n"
+                    "0\twhy is the sky blue\thow do i cook rice\n", encoding="utf-8")
+    metrics = evaluate_file(predictor, file)
+    assert metrics["format"] == "quora" and metrics["pairs"] == 2
+    assert metrics["model"] == "dssm-quora" and 0.0 <= metrics["accuracy"] <= 1.0
+
+
+def test_evaluate_cli_prints_map_for_a_wikiqa_file(trained: Path) -> None:
+    wikiqa = trained.parent / "data" / "wikiqa" / "WikiQA-dev.tsv"
+    res = CliRunner().invoke(app, ["evaluate", "matching", "--file", str(wikiqa),
+                                   "--artifact-dir", str(trained)])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["format"] == "wikiqa" and out["questions"] == 6 and 0.0 < out["map"] <= 1.0
+    bad = CliRunner().invoke(app, ["evaluate", "matching", "--file", str(wikiqa),
+                                   "--artifact-dir", str(trained), "--model", "nope"])
+    assert bad.exit_code != 0 and "unknown model" in bad.output
+
+
+def test_pretrained_vectors_fill_known_rows(tmp_path: Path) -> None:
+    vocab = Vocab.build([["learn", "python"]], min_count=1)
+    path = tmp_path / "vec.txt"
+    path.write_text("3 2\nlearn 1.0 2.0\nPython 3.0 4.0\nabsent 5.0 6.0\n", encoding="utf-8")
+    vectors, found = load_vectors(path, vocab, 2)
+    assert found == 2
+    assert vectors[vocab.stoi["python"]].tolist() == [3.0, 4.0]
+    with pytest.raises(ValueError, match="embed_dim is 3"):
+        load_vectors(path, vocab, 3)
+    embedding = torch.nn.Module()
+    embedding.word = torch.nn.Embedding(len(vocab), 2)
+    assert init_embeddings(embedding, path, vocab) == 2
+    assert embedding.word.weight[vocab.stoi["learn"]].tolist() == [1.0, 2.0]
