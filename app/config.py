@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     translation_max_chars: int = Field(
         default=1000, ge=1, le=100_000, description="Characters per text to translate."
     )
+    matching_max_chars: int = Field(
+        default=1000, ge=1, le=100_000,
+        description="Characters per text on /v1/match and /v1/match/rank.")
+    matching_max_candidates: int = Field(
+        default=100, ge=1, le=10_000, description="Candidates per /v1/match/rank call.")
     require_manifest: bool = Field(
         default=False,
         description="Refuse artifact folders without manifest.json (default: load, warn).",
@@ -85,8 +90,8 @@ class Settings(BaseSettings):
     )
     batching: bool = Field(
         default=True,
-        description="Dynamic batching of /v1/translate and /v1/lm/score; false = each "
-        "request runs alone in the threadpool.",
+        description="Dynamic batching of /v1/translate, /v1/lm/score and /v1/match; false = "
+        "each request runs alone in the threadpool.",
     )
     translation_max_batch_size: int = Field(
         default=32, ge=1, le=1024, description="Most texts per batched translation call.")
@@ -98,6 +103,11 @@ class Settings(BaseSettings):
     lm_score_max_wait_ms: float = Field(
         default=5.0, ge=0.0, le=10_000.0,
         description="How long the oldest queued text waits for an LM scoring batch to fill.")
+    matching_max_batch_size: int = Field(
+        default=64, ge=1, le=1024, description="Most text pairs per batched matching call.")
+    matching_max_wait_ms: float = Field(
+        default=5.0, ge=0.0, le=10_000.0,
+        description="How long the oldest queued text pair waits for a matching batch to fill.")
     batch_queue_size: int = Field(
         default=256, ge=1,
         description="Items (texts) waiting per batched model; beyond it 503 + Retry-After.")

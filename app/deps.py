@@ -15,6 +15,7 @@ from app.registry import ModelNotReadyError, ModelRegistry
 from models.common.predictor import Predictor
 from models.handwriting.predictor import HandwritingPredictor
 from models.lm.predictor import LMPredictor
+from models.matching.predictor import MatchingPredictor
 from models.translation.predictor import TranslationPredictor
 from models.word2vec.predictor import Word2VecPredictor
 
@@ -109,7 +110,15 @@ def get_translation(registry: RegistryDep) -> TranslationPredictor:
     return predictor
 
 
+def get_matching(registry: RegistryDep) -> MatchingPredictor:
+    """The loaded text-pair matchers, or 503 while they are not ready."""
+    predictor = _ready(registry, "matching")
+    assert isinstance(predictor, MatchingPredictor)
+    return predictor
+
+
 Word2VecDep = Annotated[Word2VecPredictor, Depends(get_word2vec)]
 LMDep = Annotated[LMPredictor, Depends(get_lm)]
 HandwritingDep = Annotated[HandwritingPredictor, Depends(get_handwriting)]
 TranslationDep = Annotated[TranslationPredictor, Depends(get_translation)]
+MatchingDep = Annotated[MatchingPredictor, Depends(get_matching)]

@@ -19,7 +19,7 @@ from app.middleware import (
     RequestIdMiddleware,
 )
 from app.registry import ModelRegistry
-from app.routes import demo, docs, handwriting, health, lm, translation, word2vec
+from app.routes import demo, docs, handwriting, health, lm, matching, translation, word2vec
 from app.security import install_security
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lm.router)
     app.include_router(handwriting.router)
     app.include_router(translation.router)
+    app.include_router(matching.router)
     app.include_router(demo.router)
     app.include_router(docs.router)
     return app

@@ -30,6 +30,7 @@ PREDICTORS: dict[str, str] = {
     "lm": "models.lm.predictor:LMPredictor",
     "handwriting": "models.handwriting.predictor:HandwritingPredictor",
     "translation": "models.translation.predictor:TranslationPredictor",
+    "matching": "models.matching.predictor:MatchingPredictor",
 }
 
 Status = Literal["pending", "loading", "ready", "failed"]

@@ -1,0 +1,99 @@
+"""/v1/match on the trained matching artifacts (skipped until ``artifacts/matching`` holds a
+model folder: they are trained by ``modelzoo train matching``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from app.config import Settings
+from models.common.artifacts import CONFIG
+from tests.conftest import ARTIFACTS, running_app
+
+pytestmark = pytest.mark.anyio
+
+QUESTION = "How can I learn to play the guitar quickly?"
+PARAPHRASE = "What is the fastest way to learn guitar?"
+UNRELATED = "What is the capital of Australia?"
+
+RANK_QUERY = "who invented the telephone?"
+ANSWER = "Alexander Graham Bell is credited with inventing the first practical telephone in 1876."
+OFF_TOPIC = "The Great Barrier Reef is the largest coral reef system in the world."
+
+
+def _trained() -> bool:
+    root = ARTIFACTS / "matching"
+    return root.is_dir() and any((p / CONFIG).is_file() for p in root.iterdir())
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def real_client() -> AsyncIterator[httpx.AsyncClient]:
+    if not _trained():
+        pytest.skip("artifacts/matching holds no trained model yet (modelzoo train matching)")
+    async with running_app(Settings(artifacts_dir=ARTIFACTS, models="matching")) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def model_names(real_client: httpx.AsyncClient) -> list[str]:
+    response = await real_client.get("/v1/match/models")
+    assert response.status_code == 200
+    return [m["name"] for m in response.json()["models"]]
+
+
+async def test_a_paraphrase_scores_above_an_unrelated_question(
+        real_client: httpx.AsyncClient) -> None:
+    pairs = [{"text_a": QUESTION, "text_b": PARAPHRASE},
+             {"text_a": QUESTION, "text_b": UNRELATED}]
+    response = await real_client.post("/v1/match", json={"pairs": pairs})
+    assert response.status_code == 200
+    paraphrase, unrelated = (r["score"] for r in response.json()["results"])
+    assert paraphrase > unrelated
+    assert response.json()["results"][1]["label"] is False
+
+
+async def test_rank_puts_the_answer_above_an_unrelated_sentence(
+        real_client: httpx.AsyncClient) -> None:
+    candidates = [OFF_TOPIC, ANSWER, "Bananas are a good source of potassium."]
+    response = await real_client.post("/v1/match/rank",
+                                      json={"query": RANK_QUERY, "candidates": candidates})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    order = [r["index"] for r in results]
+    assert order.index(1) < order.index(0)
+
+
+async def test_every_served_model_answers(real_client: httpx.AsyncClient,
+                                          model_names: list[str]) -> None:
+    assert model_names
+    for name in model_names:
+        match = await real_client.post("/v1/match", json={"text_a": QUESTION,
+                                                          "text_b": PARAPHRASE, "model": name})
+        assert match.status_code == 200, name
+        assert match.json()["model"] == name
+        assert 0.0 <= match.json()["score"] <= 1.0
+        rank = await real_client.post("/v1/match/rank", json={
+            "query": RANK_QUERY, "candidates": [ANSWER, OFF_TOPIC], "model": name})
+        assert rank.status_code == 200, name
+        assert sorted(r["index"] for r in rank.json()["results"]) == [0, 1]
+
+
+async def test_defaults_are_served_models(real_client: httpx.AsyncClient,
+                                          model_names: list[str]) -> None:
+    response = await real_client.get("/v1/match/models")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["default_match"] in model_names and body["default_rank"] in model_names
+    unknown_words = await real_client.post("/v1/match", json={"text_a": "zzqx vvbnm",
+                                                               "text_b": "qwrtp zzqx"})
+    assert unknown_words.status_code == 200
+    assert 0.0 <= unknown_words.json()["score"] <= 1.0
