@@ -5,6 +5,13 @@ LSTM(128,1024) -> Linear, Adam lr 0.002, clip 0.5, seq 30, batch 20, 5 epochs);
 ``served`` follows Zaremba et al. 2014 "medium" regularisation with tied weights
 (Press & Wolf 2017): 2 layers, dropout 0.5, SGD lr 20 divided by 4 when validation
 perplexity stops improving (pytorch/examples word_language_model).
+
+Under ``torchrun --nproc_per_node N`` (see :mod:`models.common.distributed`) the model is
+wrapped in DistributedDataParallel and the corpus is cut into ``N * batch_size`` streams,
+rank ``r`` training on streams ``r * batch_size .. (r + 1) * batch_size - 1``: each rank
+walks its own disjoint ``1/N`` of the text with ``batch_size`` streams (``batch_size`` is
+per process; the effective batch is ``N * batch_size``) and an epoch takes ``1/N`` of the
+steps. Rank 0 computes validation perplexity, writes checkpoints and the artifact.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from models.common import distributed as ddp
 from models.common.artifacts import git_commit, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
 from models.common.config import preset_values, training_record
@@ -97,18 +105,27 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     The hidden state is carried across ``seq_length`` chunks and detached between them.
     Checkpoints (model, optimizer, position, best state) go to ``checkpoint_dir/last.pt``
     every ``checkpoint_every`` steps and at each epoch end; ``resume`` continues there.
+    Under torchrun each rank trains on its own streams (module docstring); resume with the
+    same number of processes.
 
     Returns:
-        The model card.
+        The model card (on every rank).
 
     Raises:
         FileNotFoundError: a data file does not exist.
     """
+    with ddp.session(resolve_device(cfg.device)) as device:
+        return _train(cfg, device)
+
+
+def _train(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    rank, world = ddp.rank(), ddp.world_size()
     corpus = Corpus.load(cfg.train_file, cfg.valid_file)
     vocab_size = len(corpus.dictionary)
-    streams = batchify(corpus.train, cfg.batch_size).to(device)
+    # (world * B, N') streams; this rank's B rows (all of batchify(train, B) in one process)
+    streams = batchify(corpus.train, cfg.batch_size * world)[
+        rank * cfg.batch_size:(rank + 1) * cfg.batch_size].to(device)
     model = RNNLM(**{k: v for k, v in cfg.model_config(vocab_size).items()
                      if k != "vocab_size"}, vocab_size=vocab_size).to(device)
     optimizer: torch.optim.Optimizer = (
@@ -127,14 +144,21 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         best_state, progress = state["best_model"], state["progress"]
         torch.set_rng_state(state["rng"])
         hidden = (state["hidden"][0].to(device), state["hidden"][1].to(device))
+        if rank > 0:  # the checkpoint holds rank 0's state; other ranks restart theirs
+            hidden = model.init_hidden(cfg.batch_size, device)
     if cfg.set_lr is not None:  # a manual step of the schedule, e.g. when resuming
         for group in optimizer.param_groups:
             group["lr"] = cfg.set_lr
         log.info("resumed at epoch %d step %d", progress["epoch"], progress["step"])
+    net = ddp.wrap(model, device)  # DDP for the training passes; `model` for everything else
+    if world > 1:  # different dropout masks on each rank
+        torch.manual_seed(cfg.seed + 7919 * rank)
 
     t0 = time.perf_counter()
 
     def checkpoint() -> None:
+        if not ddp.is_main():
+            return
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "best_model": best_state, "rng": torch.get_rng_state(), "hidden": hidden,
@@ -146,17 +170,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     starts = list(range(0, streams.size(1) - 1, cfg.seq_length))
     done = False
     while progress["epoch"] < cfg.epochs and not done:
-        model.train()
+        net.train()
         first = progress["step"]
         if first == 0:
             hidden = model.init_hidden(cfg.batch_size, device)
         bar = tqdm(starts[first:], desc=f"epoch {progress['epoch'] + 1}/{cfg.epochs}",
-                   leave=False, mininterval=5)
+                   leave=False, mininterval=5, disable=not ddp.is_main())
+        seen, id_sum = 0, torch.zeros((), dtype=torch.int64, device=device)
         for i in bar:
             inputs, targets = get_batch(streams, i, cfg.seq_length)
+            seen, id_sum = seen + inputs.numel(), id_sum + inputs.sum()
             hidden = detach(hidden)
             with autocast:
-                logits, hidden = model(inputs, hidden)
+                logits, hidden = net(inputs, hidden)
             loss = F.cross_entropy(logits.float().reshape(-1, vocab_size), targets.reshape(-1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -169,12 +195,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             if cfg.max_steps is not None and progress["global_step"] >= cfg.max_steps:
                 done = True
                 break
+        log.debug("rank %d/%d epoch %d: trained on %d input tokens (id sum %d)", rank, world,
+                  progress["epoch"] + 1, seen, int(id_sum))
         if done:
             break
-        ppl = perplexity(model, corpus.valid, device=device)
+        # rank 0 validates; every rank takes its number, so all make the same lr decision
+        ppl = ddp.broadcast_object(perplexity(model, corpus.valid, device=device)
+                                   if ddp.is_main() else math.nan)
         progress["history"].append({"epoch": progress["epoch"] + 1, "valid_ppl": round(ppl, 2),
                                     "lr": optimizer.param_groups[0]["lr"]})
-        log.info("epoch %d: valid perplexity %.2f", progress["epoch"] + 1, ppl)
+        if ddp.is_main():
+            log.info("epoch %d: valid perplexity %.2f", progress["epoch"] + 1, ppl)
         if ppl < progress["best_ppl"]:
             progress["best_ppl"] = ppl
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -187,7 +218,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     wall = progress["elapsed"] + time.perf_counter() - t0
     if progress["history"]:
         model.load_state_dict(best_state)
-    return write_artifact(model, corpus, cfg, progress, wall)
+    card = write_artifact(model, corpus, cfg, progress, wall) if ddp.is_main() else None
+    return ddp.broadcast_object(card)
 
 
 def write_artifact(
@@ -196,8 +228,9 @@ def write_artifact(
     """Save the (best) model in float16, vocabulary, config and card into ``cfg.out_dir``.
 
     The card's perplexity is measured on the float16-rounded weights, i.e. on exactly what
-    the service loads (it computes in float32).
+    the service loads (it computes in float32, on CPU; the model is moved there).
     """
+    model = model.cpu()
     fp32_ppl = perplexity(model, corpus.valid)
     with torch.no_grad():
         for p in model.parameters():
@@ -218,7 +251,8 @@ def write_artifact(
         "training": {**training_record(cfg, ("out_dir", "checkpoint_dir", "resume", "train_file",
                                              "valid_file")),
                      "steps": progress["global_step"], "wall_time_s": round(wall_s, 1),
-                     "hardware": hardware_summary()},
+                     "hardware": hardware_summary(),
+                     **({"world_size": ddp.world_size()} if ddp.world_size() > 1 else {})},
         "params": n_params,
         "weights_dtype": "float16",
         "git_commit": git_commit(),

@@ -5,6 +5,12 @@ clipping 1, teacher_forcing_ratio 0.5, 10 epochs. ``transformer`` is the served 
 label smoothing 0.1 (Szegedy et al. 2016), Adam (0.9, 0.98) with linear warmup then
 inverse-square-root decay (Vaswani et al. 2017), token-bucketed batches, bf16 autocast on
 CPU, and the average of the last epochs' weights (checkpoint averaging, Vaswani et al. 2017).
+
+Under ``torchrun --nproc_per_node N`` (see :mod:`models.common.distributed`) the model is
+wrapped in DistributedDataParallel; every rank builds the same list of token batches for an
+epoch (same seed) and trains on every ``N``-th of them starting at its rank, so ``max_tokens``
+is per process and an epoch takes ``1/N`` of the steps. Validation is split the same way and
+summed over ranks; rank 0 trains the tokenizer and writes checkpoints and the artifact.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from models.common import distributed as ddp
 from models.common.artifacts import git_commit, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
 from models.common.config import preset_values, training_record
@@ -106,9 +113,10 @@ def prepare(cfg: TrainConfig) -> tuple[Tokenizer, Encoded, Encoded]:
     train_pairs = read_pairs(*split_paths(cfg.data_dir, "train"))
     val_pairs = read_pairs(*split_paths(cfg.data_dir, "val"))
     spm_path = cfg.checkpoint_dir / TOKENIZER_FILE
-    if not (cfg.resume and spm_path.is_file()):
+    if not (cfg.resume and spm_path.is_file()) and ddp.is_main():
         sentences = [s for pair in train_pairs for s in pair]
         train_tokenizer(sentences, cfg.checkpoint_dir, cfg.vocab_size)
+    ddp.barrier()  # under torchrun, the other ranks read the tokenizer rank 0 wrote
     tok = Tokenizer(spm_path)
 
     def encode(pairs: list[tuple[str, str]]) -> Encoded:
@@ -118,16 +126,26 @@ def prepare(cfg: TrainConfig) -> tuple[Tokenizer, Encoded, Encoded]:
 
 
 @torch.inference_mode()
-def validation_loss(model: Seq2Seq, data: Encoded, device: torch.device) -> float:
-    """Mean per-token cross-entropy (nats, no smoothing) with teacher forcing."""
+def validation_loss(model: Seq2Seq, data: Encoded, device: torch.device,
+                    across_ranks: bool = False) -> float:
+    """Mean per-token cross-entropy (nats, no smoothing) with teacher forcing.
+
+    Args:
+        across_ranks: under torchrun, each rank scores every ``world_size``-th batch and
+            the sums are added over ranks (every rank must call it); else all batches here.
+    """
     model.eval()
     total, count = 0.0, 0
-    for src, tgt in token_batches(data, 8000, None):
+    batches = list(token_batches(data, 8000, None))
+    for src, tgt in (ddp.shard(batches, drop_last=False) if across_ranks else batches):
         src, tgt = src.to(device), tgt.to(device)
         logits = model.decode(tgt[:, :-1], model.encode(src))
         total += F.cross_entropy(logits.float().flatten(0, 1), tgt[:, 1:].flatten(),
                                  ignore_index=PAD, reduction="sum").item()
         count += int((tgt[:, 1:] != PAD).sum())
+    if across_ranks:
+        total_all, count_all = ddp.all_reduce_sum([total, count], device)
+        return total_all / count_all
     return total / count
 
 
@@ -136,14 +154,23 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     (``checkpoint_dir/last.pt``; ``resume`` continues there), average the last
     ``average_last`` epochs' weights, and write the artifact (float16 weights + tokenizer).
 
+    Under torchrun each rank trains on its share of the batches (module docstring);
+    resume with the same number of processes.
+
     Returns:
-        The model card (val/test BLEU are added by ``modelzoo evaluate translation``).
+        The model card, on every rank (val/test BLEU are added by
+        ``modelzoo evaluate translation``).
 
     Raises:
         FileNotFoundError: a Multi30k file is missing.
     """
+    with ddp.session(resolve_device(cfg.device)) as device:
+        return _train(cfg, device)
+
+
+def _train(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    rank, world = ddp.rank(), ddp.world_size()
     tok, train_data, val_data = prepare(cfg)
     model = build_model(cfg.arch, vocab_size=tok.vocab_size, **cfg.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr_at(1, cfg), betas=(0.9, 0.98),
@@ -157,32 +184,40 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         optimizer.load_state_dict(state["optimizer"])
         progress = state["progress"]
         log.info("resumed at epoch %d batch %d", progress["epoch"], progress["batch"])
+    net = ddp.wrap(model, device)  # DDP for the training passes; `model` for everything else
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16
                 else contextlib.nullcontext())
     t0 = time.perf_counter()
 
     def save() -> None:
+        if not ddp.is_main():
+            return
         save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "progress": {**progress, "elapsed": progress["elapsed"]
                                             + time.perf_counter() - t0}})
 
     done = False
     while progress["epoch"] < cfg.epochs and not done:
-        model.train()
+        net.train()
         # the batch order of an epoch depends only on (seed, epoch): resuming mid-epoch
-        # skips exactly the batches already seen
+        # skips exactly the batches already seen; under torchrun every rank builds the same
+        # list and takes every world-th batch from its rank on (the whole list in one process)
         rng = np.random.default_rng([cfg.seed, progress["epoch"]])
-        batches = list(token_batches(train_data, cfg.max_tokens, rng))
-        torch.manual_seed(cfg.seed * 1000 + progress["epoch"] * 7919 + progress["batch"])
+        all_batches = list(token_batches(train_data, cfg.max_tokens, rng))
+        batches = ddp.shard(all_batches)
+        torch.manual_seed(cfg.seed * 1000 + progress["epoch"] * 7919 + progress["batch"]
+                          + 104729 * rank)
         bar = tqdm(batches[progress["batch"]:], desc=f"epoch {progress['epoch'] + 1}",
-                   leave=False, mininterval=10)
-        loss_sum, tokens = 0.0, 0
+                   leave=False, mininterval=10, disable=not ddp.is_main())
+        loss_sum, tokens, pairs = 0.0, 0, 0
+        src_id_sum = torch.zeros((), dtype=torch.int64, device=device)
         for src, tgt in bar:
             src, tgt = src.to(device), tgt.to(device)
+            pairs, src_id_sum = pairs + src.size(0), src_id_sum + src.sum()
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(progress["step"] + 1, cfg)
             with autocast:
-                logits = model(src, tgt[:, :-1], cfg.teacher_forcing_ratio)
+                logits = net(src, tgt[:, :-1], cfg.teacher_forcing_ratio)
             loss = F.cross_entropy(logits.float().flatten(0, 1), tgt[:, 1:].flatten(),
                                    ignore_index=PAD, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -198,25 +233,38 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             if cfg.max_steps is not None and progress["step"] >= cfg.max_steps:
                 done = True
                 break
+        log.debug("rank %d/%d epoch %d: trained on %d of %d batches, %d pairs, %d target "
+                  "tokens (source id sum %d)", rank, world, progress["epoch"] + 1,
+                  len(batches), len(all_batches), pairs, tokens, int(src_id_sum))
         if done:
             break
-        val = validation_loss(model, val_data, device)
+        val = validation_loss(model, val_data, device, across_ranks=True)
+        loss_all, tokens_all = ddp.all_reduce_sum([loss_sum, tokens], device)
         progress["history"].append({"epoch": progress["epoch"] + 1,
-                                    "train_loss": round(loss_sum / max(tokens, 1), 4),
+                                    "train_loss": round(loss_all / max(tokens_all, 1), 4),
                                     "val_loss": round(val, 4), "val_ppl": round(math.exp(val), 2),
                                     "lr": optimizer.param_groups[0]["lr"]})
-        log.info("epoch %d: %s", progress["epoch"] + 1, progress["history"][-1])
-        save_checkpoint(cfg.checkpoint_dir / f"epoch{progress['epoch'] + 1:03d}.pt",
-                        {"model": model.state_dict()})
+        if ddp.is_main():
+            log.info("epoch %d: %s", progress["epoch"] + 1, progress["history"][-1])
+            save_checkpoint(cfg.checkpoint_dir / f"epoch{progress['epoch'] + 1:03d}.pt",
+                            {"model": model.state_dict()})
         progress["epoch"] += 1
         progress["batch"] = 0
         save()
     wall = progress["elapsed"] + time.perf_counter() - t0
+    card = finish(model, tok, val_data, cfg, progress, wall, device) if ddp.is_main() else None
+    return ddp.broadcast_object(card)
+
+
+def finish(model: Seq2Seq, tok: Tokenizer, val_data: Encoded, cfg: TrainConfig,
+           progress: dict[str, Any], wall_s: float, device: torch.device) -> dict[str, Any]:
+    """Average the last epochs' weights, score them on val and write the artifact
+    (rank 0's job under torchrun)."""
     averaged = average_checkpoints(cfg.checkpoint_dir, progress["epoch"], cfg.average_last)
     if averaged is not None:
         model.load_state_dict(averaged)
     card_extra = {"val_loss_final": validation_loss(model, val_data, device)}
-    return write_artifact(model, tok, cfg, progress, wall, card_extra)
+    return write_artifact(model, tok, cfg, progress, wall_s, card_extra)
 
 
 def average_checkpoints(folder: Path, last_epoch: int, k: int) -> dict[str, torch.Tensor] | None:
@@ -252,7 +300,8 @@ def write_artifact(model: torch.nn.Module, tok: Tokenizer, cfg: TrainConfig,
         "training": {**training_record(cfg, ("data_dir", "out_dir", "checkpoint_dir", "resume",
                                              "command")),
                      "steps": progress["step"], "wall_time_s": round(wall_s, 1),
-                     "hardware": hardware_summary()},
+                     "hardware": hardware_summary(),
+                     **({"world_size": ddp.world_size()} if ddp.world_size() > 1 else {})},
         "params": sum(p.numel() for p in model.parameters()),
         "weights_dtype": "float16",
         "git_commit": git_commit(),
