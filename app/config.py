@@ -48,7 +48,16 @@ class Settings(BaseSettings):
     quantize: str = Field(
         default="none", description="Tasks to serve int8 dynamically quantized: list|all|none."
     )
-    torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads.")
+    cuda_dtype: Literal["float16", "bfloat16", "float32"] = Field(
+        default="float16",
+        description="Floating dtype of models served on CUDA (int8 and CPU models: float32).",
+    )
+    torch_threads: int | None = Field(
+        default=None, ge=0, description="torch intra-op threads; unset or 0 = torch's default.")
+    warmup: bool = Field(
+        default=True,
+        description="Run one tiny inference per model after it loads, before it is ready.",
+    )
     max_request_bytes: int = Field(default=1_000_000, ge=1_024, description="Body size limit.")
     max_items_per_request: int = Field(
         default=256, ge=1, le=100_000, description="Words or pairs in one call."

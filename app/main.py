@@ -40,8 +40,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     The server answers ``/healthz`` at once and ``/readyz`` turns 200 when loading is done.
     """
     settings: Settings = app.state.settings
-    if settings.torch_threads:
+    if settings.torch_threads:  # None or 0: torch's default (one per physical core)
         torch.set_num_threads(settings.torch_threads)
+    log.info("torch intra-op threads: %d", torch.get_num_threads())
     registry = ModelRegistry(settings, on_change=app.state.metrics.observe_model)
     app.state.registry = registry
     loading = asyncio.create_task(asyncio.to_thread(registry.load_all))

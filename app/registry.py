@@ -1,9 +1,13 @@
 """Loads artifacts into predictors once, and tells what is ready.
 
 Device policy lives in :func:`models.common.device.resolve_device`: ``auto`` means CUDA
-when available, and int8-quantized models always stay on CPU. Each artifact folder is
-checked against its ``manifest.json`` first (``models.common.manifest``): a mismatch fails
-that model only; a folder without one loads with a warning unless ``require_manifest``.
+when available, and int8-quantized models always stay on CPU; on CUDA a model runs in
+``MODELZOO_CUDA_DTYPE`` (float16 by default, :func:`models.common.device.inference_dtype`).
+After loading, each model answers one tiny request (``predictor.warmup()``, when
+``MODELZOO_WARMUP``) before it is ready, so the first real request is not slow. Each
+artifact folder is checked against its ``manifest.json`` first (``models.common.manifest``):
+a mismatch fails that model only; a folder without one loads with a warning unless
+``require_manifest``.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
+
 from app.config import Settings
 from models.common.artifacts import directory_size_bytes
-from models.common.device import resolve_device
+from models.common.device import cast_for_inference, inference_dtype, resolve_device
 from models.common.manifest import ManifestError, MissingManifestError, verify_manifest
-from models.common.predictor import Predictor
+from models.common.predictor import Predictor, predictor_modules
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,8 @@ class ModelSlot:
     predictor: Predictor | None = None
     error: str | None = None
     load_seconds: float | None = None
+    dtype: str | None = None
+    warmup_seconds: float | None = None
 
 
 class ModelRegistry:
@@ -76,10 +84,21 @@ class ModelRegistry:
                  on_change: Callable[[ModelSlot], None] | None = None) -> None:
         self.settings = settings
         self.on_change = on_change
+        self._check_device()
         self.slots: dict[str, ModelSlot] = {t: ModelSlot(t) for t in self._plan()}
         self._lock = threading.Lock()
         for slot in self.slots.values():
             self._notify(slot)
+
+    def _check_device(self) -> None:
+        """``MODELZOO_DEVICE=cuda`` on a machine without CUDA fails startup, not each model."""
+        if self.settings.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigurationError(
+                "MODELZOO_DEVICE=cuda but torch.cuda.is_available() is False (no visible GPU, "
+                f"no driver, or a CPU-only torch build: {torch.__version__}); set "
+                "MODELZOO_DEVICE=auto or cpu, or install a CUDA build of torch (Docker: "
+                "--build-arg TORCH_VARIANT=cu128, run with --gpus all)"
+            )
 
     def _plan(self) -> list[str]:
         root = self.settings.artifacts_dir
@@ -129,6 +148,11 @@ class ModelRegistry:
             quantize = self.settings.quantize_task(slot.task)
             device = resolve_device(self.settings.device, quantized=quantize)
             predictor = cls.load(self.settings.artifacts_dir / slot.task, device, quantize)
+            modules = predictor_modules(predictor)  # none for word2vec's vector table
+            dtype = inference_dtype(predictor.device, self.settings.cuda_dtype, quantize)
+            for module in modules.values():
+                cast_for_inference(module, dtype)
+            slot.dtype = str(dtype).removeprefix("torch.") if modules else None
         except ManifestError as exc:  # one line naming the file; no traceback to read
             log.error("refusing to load %s: %s", slot.task, exc)
             slot.status, slot.error = "failed", str(exc)
@@ -140,9 +164,27 @@ class ModelRegistry:
             self._notify(slot)
             return
         slot.load_seconds = round(time.perf_counter() - started, 3)
+        log.info("loaded %s on %s (%s) in %.2fs", slot.task, predictor.device, slot.dtype,
+                 slot.load_seconds)
+        if self.settings.warmup:
+            self._warmup(slot, predictor)
         slot.predictor, slot.status = predictor, "ready"
         self._notify(slot)
-        log.info("loaded %s on %s in %.2fs", slot.task, predictor.device, slot.load_seconds)
+
+    def _warmup(self, slot: ModelSlot, predictor: Predictor) -> None:
+        """Run the predictor's ``warmup()`` once, timed; a failure is logged, not fatal."""
+        warmup = getattr(predictor, "warmup", None)
+        if warmup is None:
+            return
+        started = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                warmup()
+        except Exception:  # the model loaded; a real request may still succeed
+            log.warning("warm-up of %s failed; serving it anyway", slot.task, exc_info=True)
+            return
+        slot.warmup_seconds = round(time.perf_counter() - started, 3)
+        log.info("warmed up %s in %.3fs", slot.task, slot.warmup_seconds)
 
     def _verify(self, task: str) -> None:
         """Check the task's artifact against its ``manifest.json`` before loading it.
@@ -201,8 +243,10 @@ class ModelRegistry:
                 info |= {
                     "device": str(p.device),
                     "quantized": p.quantized,
+                    "dtype": slot.dtype,
                     "size_on_disk_bytes": directory_size_bytes(artifact),
                     "load_seconds": slot.load_seconds,
+                    "warmup_seconds": slot.warmup_seconds,
                     "card": p.card,
                 }
             elif slot.error:

@@ -1,7 +1,7 @@
 """The ``modelzoo`` command line: train, evaluate and serve.
 
 ``modelzoo train <task>``, ``modelzoo evaluate <task>``, ``modelzoo manifest <task>``,
-``modelzoo serve``.
+``modelzoo quantize <task>``, ``modelzoo serve``.
 """
 
 from __future__ import annotations
@@ -147,7 +147,11 @@ def train_lm(
     checkpoint_dir: Path = Path("runs/lm"),
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
     lr: Annotated[float | None, typer.Option(help="Override the preset's learning rate.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Override the preset's batch.")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Override the preset's batch (streams per process under torchrun).")] = None,
+    embed_size: Annotated[int | None, typer.Option(help="Override the preset's size.")] = None,
+    hidden_size: Annotated[int | None, typer.Option(help="Override the preset's size.")] = None,
+    num_layers: Annotated[int | None, typer.Option(help="Override the preset's depth.")] = None,
     seed: int = 0,
     bf16: bool = False,
     device: str = "cpu",
@@ -159,11 +163,14 @@ def train_lm(
     ] = None,
     verbose: bool = False,
 ) -> None:
-    """Train the LSTM language model (truncated BPTT) on PTB."""
+    """Train the LSTM language model (truncated BPTT) on PTB; multi-GPU under torchrun."""
+    from models.common.distributed import is_main
     from models.lm.train import TrainConfig, train
 
     _setup_logging(verbose)
-    overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items()
+    overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size,
+                                   "embed_size": embed_size, "hidden_size": hidden_size,
+                                   "num_layers": num_layers}.items()
                  if v is not None}
     cfg = TrainConfig.from_preset(
         preset,
@@ -175,7 +182,8 @@ def train_lm(
         command=_command_line(ctx), **overrides,
     )
     card = train(cfg)
-    _echo_summary(cfg.out_dir, card)
+    if is_main():
+        _echo_summary(cfg.out_dir, card)
 
 
 @evaluate_app.command("lm")
@@ -295,7 +303,11 @@ def train_translation(
     vocab_size: int = 8000,
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
     lr: Annotated[float | None, typer.Option(help="Override the preset's peak lr.")] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="Target tokens per batch.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(
+        help="Target tokens per batch (per process under torchrun).")] = None,
+    model_json: Annotated[str | None, typer.Option(
+        "--model", help='Model hyper-parameters as JSON over the arch\'s preset, e.g. '
+        '\'{"d_model": 128}\'.')] = None,
     seed: int = 0,
     bf16: bool = False,
     device: str = "cpu",
@@ -304,19 +316,30 @@ def train_translation(
     max_steps: int | None = None,
     verbose: bool = False,
 ) -> None:
-    """Train a German→English model on Multi30k (tokenizer trained on train only)."""
-    from models.translation.train import TrainConfig, train
+    """Train a German→English model on Multi30k (tokenizer trained on train only);
+    multi-GPU under torchrun."""
+    from models.common.distributed import is_main
+    from models.translation.train import PRESETS, TrainConfig, train
 
     _setup_logging(verbose)
+    try:
+        model = json.loads(model_json) if model_json else None
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--model is not valid JSON: {exc}") from exc
+    if model is not None:
+        if not isinstance(model, dict):
+            raise typer.BadParameter('--model must be a JSON object, e.g. \'{"d_model": 128}\'')
+        model = {**PRESETS.get(arch, {}).get("model", {}), **model}
     cfg = TrainConfig.from_arch(
         arch, data_dir=data_dir_ or data_dir() / "multi30k",
         out_dir=out_dir or artifacts_dir() / "translation", checkpoint_dir=checkpoint_dir,
-        vocab_size=vocab_size, epochs=epochs, lr=lr, max_tokens=max_tokens, seed=seed,
-        bf16=bf16, device=device, checkpoint_every=checkpoint_every, resume=resume,
+        vocab_size=vocab_size, epochs=epochs, lr=lr, max_tokens=max_tokens, model=model,
+        seed=seed, bf16=bf16, device=device, checkpoint_every=checkpoint_every, resume=resume,
         max_steps=max_steps, command=_command_line(ctx),
     )
     card = train(cfg)
-    _echo_summary(cfg.out_dir, card)
+    if is_main():
+        _echo_summary(cfg.out_dir, card)
 
 
 EVAL_SPLITS = ("val", "test_2016_flickr")
@@ -439,9 +462,11 @@ def train_matching(
     model_json: Annotated[str | None, typer.Option(
         "--model", help='Model hyper-parameters as JSON, e.g. \'{"hidden": 100}\'.')] = None,
     min_count: int = 2,
-    patience: int = 3,
+    patience: Annotated[int, typer.Option(
+        help="Stop after this many epochs without a better dev metric.")] = 2,
     seed: int = 0,
-    bf16: bool = False,
+    bf16: Annotated[bool | None, typer.Option(
+        help="bfloat16 autocast (default: the preset's; on for ESIM).")] = None,
     device: str = "cpu",
     resume: bool = False,
     max_steps: int | None = None,
@@ -526,6 +551,71 @@ def manifest(
     except ArtifactError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+QUANTIZABLE_PREDICTORS = {
+    "lm": "models.lm.predictor:LMPredictor",
+    "translation": "models.translation.predictor:TranslationPredictor",
+    "matching": "models.matching.predictor:MatchingPredictor",
+    "handwriting": "models.handwriting.predictor:HandwritingPredictor",
+}
+
+
+@app.command()
+def quantize(
+    task: Annotated[str, typer.Argument(help="lm | translation | matching | handwriting")],
+    artifact_dir: Annotated[Path | None, typer.Option(
+        help="Artifact folder (default: the task's under $MODELZOO_ARTIFACTS_DIR).")] = None,
+) -> None:
+    """Write the int8 dynamically quantized weights as <artifact>/int8/ (safetensors + JSON).
+
+    The service (MODELZOO_QUANTIZE) then loads them instead of quantizing at load time, with
+    the same outputs; no pickle is involved. A manifest.json present is checked first and
+    rewritten after. Matching writes one int8/ per model sub-folder.
+    """
+    import importlib
+
+    import torch
+
+    from models.common.artifacts import ArtifactError
+    from models.common.manifest import MANIFEST, verify_manifest, write_manifest
+    from models.common.predictor import predictor_modules
+    from models.common.quantize import INT8_DIR, ignoring_saved_int8, int8_state, save_int8
+
+    if task not in QUANTIZABLE_PREDICTORS:
+        raise typer.BadParameter(
+            f"'{task}' cannot be int8-quantized: choose one of "
+            f"{', '.join(QUANTIZABLE_PREDICTORS)} (word2vec has no Linear/LSTM layer)")
+    directory = artifact_dir or artifacts_dir() / task
+    module_name, class_name = QUANTIZABLE_PREDICTORS[task].split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    has_manifest = (directory / MANIFEST).is_file()
+    try:
+        if has_manifest:
+            verify_manifest(directory)
+        with ignoring_saved_int8():  # quantize the float weights afresh
+            predictor = cls.load(directory, torch.device("cpu"), True)
+        written = {sub: save_int8(model, directory / sub)
+                   for sub, model in predictor_modules(predictor).items()}
+        if has_manifest:
+            write_manifest(directory)
+        reloaded = predictor_modules(cls.load(directory, torch.device("cpu"), True))
+    except ArtifactError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for sub, model in predictor_modules(predictor).items():  # the service reads them back
+        stored, again = int8_state(model)[0], int8_state(reloaded[sub])[0]
+        if stored.keys() != again.keys() or not all(torch.equal(stored[k], again[k])
+                                                    for k in stored):
+            typer.echo(f"error: {written[sub]} did not load back identically", err=True)
+            raise typer.Exit(1)
+    typer.echo(json.dumps({str(out): {
+        "layers": len(int8_state(predictor_modules(predictor)[sub])[1]),
+        "bytes": sum(p.stat().st_size for p in out.iterdir()),
+        "float_bytes": (directory / sub / "model.safetensors").stat().st_size,
+    } for sub, out in written.items()}, indent=2))
+    typer.echo(f"wrote {len(written)} {INT8_DIR}/ folder(s); serve them with "
+               f"MODELZOO_QUANTIZE={task}")
 
 
 @app.command()

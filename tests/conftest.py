@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +15,10 @@ import pytest
 from app.config import Settings
 from app.main import create_app
 from models.common.paths import REPO_ROOT, data_dir
+
+# Start-up warm-up runs one real inference per model; tests that patch predictor methods
+# before startup would see it, so it is off unless a test asks (tests/app/test_startup.py).
+os.environ.setdefault("MODELZOO_WARMUP", "false")
 
 ARTIFACTS = REPO_ROOT / "artifacts"
 DATA = data_dir()

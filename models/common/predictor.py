@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 
 class Predictor(Protocol):
@@ -27,3 +28,16 @@ class Predictor(Protocol):
     def load(cls, artifact_dir: Path, device: torch.device, quantize: bool) -> Predictor:
         """Build the predictor from an artifact directory."""
         ...
+
+
+def predictor_modules(predictor: object) -> dict[str, nn.Module]:
+    """The networks a predictor runs, by artifact sub-folder (``""``: the artifact folder).
+
+    Matching serves one model per sub-folder (``predictor.matchers[name].model``); the other
+    tasks have one network, ``predictor.model``. Word2vec, a table of vectors, has none.
+    """
+    matchers = getattr(predictor, "matchers", None)
+    if isinstance(matchers, dict):
+        return {name: m.model for name, m in matchers.items() if isinstance(m.model, nn.Module)}
+    model = getattr(predictor, "model", None)
+    return {"": model} if isinstance(model, nn.Module) else {}

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from models.common.artifacts import ArtifactError, load_artifact
+from models.common.quantize import apply_saved_int8
 from models.handwriting.augment import prepare_batch
 from models.handwriting.model import build_model
 from models.handwriting.preprocess import decode_image, ink_map
@@ -102,8 +103,13 @@ class HandwritingPredictor:
         model.eval()
         if quantize:
             model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+            apply_saved_int8(model, artifact_dir)  # int8/ from 'modelzoo quantize', if any
             device = torch.device("cpu")
         return cls(model.to(device), config, card, device, quantize)
+
+    def warmup(self) -> None:
+        """One blank letter crop classified, run once at startup by the service."""
+        self.classify(np.zeros((1, 64, 64), np.uint8))
 
     @torch.inference_mode()
     def classify(self, crops: np.ndarray) -> np.ndarray:

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from models.common.artifacts import ArtifactError, load_artifact
+from models.common.quantize import apply_saved_int8, quantize_dynamic_int8
 from models.lm.data import EOS, Dictionary
 from models.lm.model import RNNLM, Hidden
 
@@ -80,11 +80,17 @@ class LMPredictor:
             raise ArtifactError(f"weights do not fit config.json: missing {missing}, "
                                 f"unexpected {unexpected}")
         model.eval()
-        if quantize:
-            model = torch.ao.quantization.quantize_dynamic(
-                model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+        if quantize:  # int8/ written by 'modelzoo quantize lm' is used when present
+            model = quantize_dynamic_int8(model)
+            apply_saved_int8(model, artifact_dir)
             device = torch.device("cpu")
         return cls(model.to(device), Dictionary.load(artifact_dir), card, device, quantize)
+
+    def warmup(self) -> None:
+        """One tiny generation (2 tokens) and one scoring, run once at startup by the service."""
+        for _ in self.stream("the", 2, 1.0, None, None, 0, 1, False):
+            pass
+        self.score_many(["the"])
 
     def encode(self, text: str) -> tuple[list[int], list[str]]:
         """Word indices of ``text`` (lowercased) and the words that became ``<unk>``."""

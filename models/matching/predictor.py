@@ -19,6 +19,7 @@ from torch import nn
 
 from models.common.artifacts import CARD, CONFIG, ArtifactError, load_artifact, read_json
 from models.common.errors import InvalidInputError, UnknownItemError
+from models.common.quantize import apply_saved_int8
 from models.matching.features import Featurizer, Vocab, tokenize
 from models.matching.model import build_model
 
@@ -117,6 +118,7 @@ def load_matcher(directory: Path, device: torch.device, quantize: bool) -> Match
     model.eval()
     if quantize:
         model = quantize_matcher(model)
+        apply_saved_int8(model, directory)  # <model>/int8/ from 'modelzoo quantize', if any
     return Matcher(directory.name, model.to(device), featurizer, config, card)
 
 
@@ -155,6 +157,11 @@ class MatchingPredictor:
                                 f"{CONFIG}); train one with 'modelzoo train matching'")
         matchers = {p.name: load_matcher(p, device, quantize) for p in folders}
         return cls(matchers, card, device, quantize)
+
+    def warmup(self) -> None:
+        """One pair scored by each served model, run once at startup by the service."""
+        for matcher in self.matchers.values():
+            matcher.probabilities([(["what"], ["what"])], self.device)
 
     def _default(self, use: Use) -> str:
         named = self.card.get(f"default_{use}")

@@ -12,6 +12,7 @@ from torch import nn
 
 from models.common.artifacts import ArtifactError, load_artifact
 from models.common.errors import InvalidInputError
+from models.common.quantize import apply_saved_int8
 from models.translation.data import TOKENIZER_FILE, Tokenizer, clean, pad_batch
 from models.translation.decode import beam_search, gnmt_length_penalty, greedy_decode
 from models.translation.model import Seq2Seq, TransformerNMT, build_model
@@ -105,7 +106,12 @@ class TranslationPredictor:
         model.eval()
         if quantize:
             model, device = quantize_model(model), torch.device("cpu")
+            apply_saved_int8(model, artifact_dir)  # int8/ from 'modelzoo quantize', if any
         return cls(model.to(device), tokenizer, config, card, device, quantize)
+
+    def warmup(self) -> None:
+        """One one-word translation (beam 2, a few steps), run once at startup by the service."""
+        self.translate(["Hallo"], beam_size=2, max_length=4)
 
     def encode(self, texts: list[str], max_source_tokens: int) -> list[list[int]]:
         """Cleaned, tokenized sources, each cut to ``max_source_tokens`` pieces.

@@ -55,6 +55,10 @@ class Word2VecPredictor:
         vectors = WordVectors(Vocab.load(artifact_dir), tensors["center"])
         return cls(vectors, card)
 
+    def warmup(self) -> None:
+        """One tiny query (a neighbors search), run once at startup by the service."""
+        self.neighbors([self.vocab.tokens[0]], 1)
+
     @property
     def vocab_size(self) -> int:
         return len(self.vocab)
