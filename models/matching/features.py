@@ -142,7 +142,7 @@ class Featurizer:
     """
 
     vocab: Vocab
-    n_buckets: int = 2 ** 15
+    n_buckets: int = 2 ** 14
     max_len: int = 64
 
     def batch(self, pairs: Sequence[tuple[list[str], list[str]]]) -> MatchBatch:

@@ -50,10 +50,11 @@ from models.matching.predictor import VOCAB_FILE, Matcher
 log = logging.getLogger(__name__)
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "dssm": {"model": {}, "lr": 1e-3, "batch_size": 64, "epochs": 15},
-    "mvlstm": {"model": {}, "lr": 1e-3, "batch_size": 64, "epochs": 15},
-    "matchpyramid": {"model": {}, "lr": 1e-3, "batch_size": 64, "epochs": 15},
-    "esim": {"model": {}, "lr": 5e-4, "batch_size": 32, "epochs": 15},
+    "dssm": {"model": {}, "lr": 1e-3, "batch_size": 64, "epochs": 8, "bf16": False},
+    "mvlstm": {"model": {}, "lr": 1e-3, "batch_size": 64, "epochs": 8, "bf16": False},
+    "matchpyramid": {"model": {}, "lr": 1e-3, "batch_size": 64, "epochs": 8, "bf16": False},
+    "esim": {"model": {"embed_dim": 128}, "lr": 1e-3, "batch_size": 128, "epochs": 8,
+             "bf16": True},
 }
 
 Example = tuple[list[str], list[str], int, str | None]  # tokens a, tokens b, label, group
@@ -71,12 +72,12 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)
     embeddings: Path | None = None
     min_count: int = 2
-    n_buckets: int = 2 ** 15
+    n_buckets: int = 2 ** 14
     max_len: int = 64
     lr: float = 1e-3
     batch_size: int = 64
     epochs: int = 15
-    patience: int = 3
+    patience: int = 2
     clip: float = 5.0
     seed: int = 0
     bf16: bool = False
