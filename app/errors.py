@@ -122,11 +122,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal server error; see the server log")
+        # answered by Starlette's outermost middleware, outside RequestIdMiddleware: the id
+        # it put in the scope goes on the response here, so the client can quote it
+        request_id = getattr(request.state, "request_id", None)
+        log.exception("unhandled error on %s %s (request id %s)", request.method,
+                      request.url.path, request_id)
+        return error_response(500, "internal_error", "internal server error; see the server log",
+                              headers={"X-Request-ID": request_id} if request_id else None)
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body cannot be parsed (not UTF-8, or "
+          "malformed multipart)."},
     422: {"model": ErrorResponse, "description": "Invalid input; the message says what to fix."},
     413: {"model": ErrorResponse, "description": "Request body too large."},
     415: {"model": ErrorResponse, "description": "Body is not application/json."},

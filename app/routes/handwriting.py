@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import HandwritingDep, SettingsDep
-from app.errors import ERROR_RESPONSES, APIError
+from app.errors import ERROR_RESPONSES, APIError, ErrorResponse
 from app.schemas.handwriting import Alternative, Character, RecognizeResponse
 from models.handwriting.predictor import Recognition, annotate
 
@@ -20,6 +20,11 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/x-ms
                "image/tiff")
 # Clients that cannot tell the type send one of these; the decoder then decides.
 GENERIC_TYPES = ("", "application/octet-stream")
+
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    415: {"model": ErrorResponse, "description": "Not an image upload."},
+}
 
 UPLOAD_DOC = ("The image as the multipart form field `file` (PNG, JPEG, WebP, BMP or TIFF; "
               "size limit `MODELZOO_MAX_UPLOAD_BYTES`).")
@@ -63,9 +68,7 @@ def _response(result: Recognition, classes: str, png: bytes | None) -> Recognize
              description="Segments the image into letters (lines top to bottom, letters left to "
              "right, a space between words) and classifies each with the letter CNN. "
              + UPLOAD_DOC + " An image without ink gives empty text.",
-             responses={**ERROR_RESPONSES,
-                        415: {"model": ERROR_RESPONSES[422]["model"],
-                              "description": "Not an image upload."}})
+             responses=UPLOAD_ERRORS)
 async def recognize(
     request: Request,
     file: Annotated[UploadFile, File(description="The image to read.")],
@@ -87,7 +90,7 @@ async def recognize(
              "the image itself (PNG) with each letter's box and prediction drawn on it; the "
              "text is in the `X-Text` header (JSON-escaped). " + UPLOAD_DOC,
              response_class=Response,
-             responses={200: {"content": {"image/png": {}}}, **ERROR_RESPONSES})
+             responses={200: {"content": {"image/png": {}}}, **UPLOAD_ERRORS})
 async def annotate_route(
     request: Request,
     file: Annotated[UploadFile, File(description="The image to read.")],

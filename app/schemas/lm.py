@@ -17,8 +17,10 @@ class GenerateRequest(BaseModel):
                         description="Words to continue (PTB style, lowercase); empty = start "
                         "a sentence.")
     max_tokens: int = Field(default=30, ge=1, description="Words to generate per sample.")
-    temperature: float = Field(default=1.0, gt=0.0, le=100.0,
-                               description="Softmax temperature, > 0; tiny values are ~greedy.")
+    # below ~1e-37 the scaled logits overflow float32 (NaN probabilities); 1e-3 is greedy already
+    temperature: float = Field(default=1.0, ge=1e-3, le=100.0,
+                               description="Softmax temperature, >= 0.001; small values are "
+                               "~greedy.")
     top_k: int | None = Field(default=None, ge=1, description="Sample among the k best words.")
     top_p: float | None = Field(default=None, gt=0.0, le=1.0,
                                 description="Nucleus sampling: smallest set with this mass.")
