@@ -56,7 +56,8 @@ def jpeg_at(page: np.ndarray, megapixels: float) -> tuple[bytes, tuple[int, int]
 
 def run(predictor: HandwritingPredictor, data: bytes, repeats: int) -> dict[str, float]:
     predictor.recognize(data)  # warm-up
-    totals, parts = [], {"decode": [], "segment": [], "classify": []}
+    totals: list[float] = []
+    parts: dict[str, list[float]] = {"decode": [], "segment": [], "classify": []}
     for _ in range(repeats):
         t0 = time.perf_counter()
         result, _ = predictor.recognize(data)

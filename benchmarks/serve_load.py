@@ -115,7 +115,8 @@ def floor(task: Task, concurrency: int, seconds: float) -> Result:
     """The predictor in this process, batches of ``min(concurrency, max_batch_size)``."""
     b = min(concurrency, task.max_batch_size)
     task.call(task.texts[:b])  # warm-up
-    latencies, i, start = [], 0, time.perf_counter()
+    latencies: list[float] = []
+    i, start = 0, time.perf_counter()
     while not latencies or time.perf_counter() - start < seconds:
         batch = [task.texts[(i + k) % len(task.texts)] for k in range(b)]
         i += b

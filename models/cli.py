@@ -55,9 +55,13 @@ def _command_line(ctx: typer.Context) -> str:
 @train_app.command("word2vec")
 def train_word2vec(
     ctx: typer.Context,
+    arch: Annotated[str, typer.Option(
+        help="skipgram | cbow (CBOW writes artifacts/word2vec/cbow, served as model 'cbow')")
+    ] = "skipgram",
     train_file: Annotated[Path | None, typer.Option(help="PTB-format training text.")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Artifact directory to write.")] = None,
-    checkpoint_dir: Path = Path("runs/word2vec"),
+    checkpoint_dir: Annotated[Path | None, typer.Option(
+        help="Default runs/word2vec (CBOW: runs/word2vec-cbow).")] = None,
     wordsim_dir: Annotated[Path | None, typer.Option(help="Benchmarks for the card.")] = None,
     embed_size: int = 100,
     min_count: int = 5,
@@ -79,14 +83,18 @@ def train_word2vec(
     max_steps: int | None = None,
     verbose: bool = False,
 ) -> None:
-    """Train skip-gram word2vec (negative sampling, subsampling) on PTB."""
-    from models.word2vec.train import TrainConfig, train
+    """Train skip-gram or CBOW word2vec (negative sampling, subsampling) on PTB."""
+    from models.word2vec.train import MODELS, TrainConfig, train
 
     _setup_logging(verbose)
+    if arch not in MODELS:
+        raise typer.BadParameter(f"--arch must be one of {', '.join(MODELS)}, got {arch!r}")
+    cbow = arch == "cbow"
     cfg = TrainConfig(
+        arch=arch,  # type: ignore[arg-type]
         train_file=train_file or data_dir() / "ptb" / "ptb.train.txt",
-        out_dir=out_dir or artifacts_dir() / "word2vec",
-        checkpoint_dir=checkpoint_dir,
+        out_dir=out_dir or artifacts_dir() / "word2vec" / ("cbow" if cbow else ""),
+        checkpoint_dir=checkpoint_dir or Path("runs/word2vec-cbow" if cbow else "runs/word2vec"),
         wordsim_dir=wordsim_dir or data_dir() / "wordsim",
         embed_size=embed_size, min_count=min_count, subsample_t=subsample_t,
         max_window_size=max_window_size, num_noise_words=num_noise_words,
@@ -566,12 +574,24 @@ def quantize(
     task: Annotated[str, typer.Argument(help="lm | translation | matching | handwriting")],
     artifact_dir: Annotated[Path | None, typer.Option(
         help="Artifact folder (default: the task's under $MODELZOO_ARTIFACTS_DIR).")] = None,
+    static: Annotated[bool, typer.Option(
+        "--static", help="handwriting only: post-training static int8 (fused conv+bn+relu, "
+        "x86 qconfig, calibrated on training images) into <artifact>/int8-static/.")] = False,
+    calibration_images: Annotated[int, typer.Option(
+        help="With --static: training images to calibrate on.")] = 500,
+    data_dir_: Annotated[Path | None, typer.Option(
+        "--data-dir", help="With --static: folder with the handwriting/*.npz archives.")] = None,
+    seed: Annotated[int, typer.Option(help="With --static: calibration sample seed.")] = 0,
 ) -> None:
     """Write the int8 dynamically quantized weights as <artifact>/int8/ (safetensors + JSON).
 
     The service (MODELZOO_QUANTIZE) then loads them instead of quantizing at load time, with
     the same outputs; no pickle is involved. A manifest.json present is checked first and
     rewritten after. Matching writes one int8/ per model sub-folder.
+
+    With --static (handwriting): calibrate, convert, report accuracy per test set, images/s
+    and size of fp32 vs int8 in this run, and write <artifact>/int8-static/; the service
+    serves it (MODELZOO_QUANTIZE=handwriting) only when accuracy dropped by <= 0.5 points.
     """
     import importlib
 
@@ -581,6 +601,13 @@ def quantize(
     from models.common.manifest import MANIFEST, verify_manifest, write_manifest
     from models.common.predictor import predictor_modules
     from models.common.quantize import INT8_DIR, ignoring_saved_int8, int8_state, save_int8
+    from models.handwriting.quantize_static import ignoring_static_int8
+
+    if static:
+        command = f"modelzoo quantize {task} --static --calibration-images {calibration_images}"
+        _quantize_static(task, artifact_dir, data_dir_, calibration_images, seed,
+                         command + (f" --seed {seed}" if seed else ""))
+        return
 
     if task not in QUANTIZABLE_PREDICTORS:
         raise typer.BadParameter(
@@ -593,13 +620,14 @@ def quantize(
     try:
         if has_manifest:
             verify_manifest(directory)
-        with ignoring_saved_int8():  # quantize the float weights afresh
+        with ignoring_saved_int8(), ignoring_static_int8():  # quantize the float weights afresh
             predictor = cls.load(directory, torch.device("cpu"), True)
         written = {sub: save_int8(model, directory / sub)
                    for sub, model in predictor_modules(predictor).items()}
         if has_manifest:
             write_manifest(directory)
-        reloaded = predictor_modules(cls.load(directory, torch.device("cpu"), True))
+        with ignoring_static_int8():
+            reloaded = predictor_modules(cls.load(directory, torch.device("cpu"), True))
     except ArtifactError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -616,6 +644,34 @@ def quantize(
     } for sub, out in written.items()}, indent=2))
     typer.echo(f"wrote {len(written)} {INT8_DIR}/ folder(s); serve them with "
                f"MODELZOO_QUANTIZE={task}")
+
+
+def _quantize_static(task: str, artifact_dir: Path | None, data_root: Path | None,
+                     calibration_images: int, seed: int, command: str) -> None:
+    """``modelzoo quantize handwriting --static``: see :func:`quantize`."""
+    from models.common.artifacts import ArtifactError
+    from models.common.manifest import MANIFEST, verify_manifest, write_manifest
+    from models.handwriting.quantize_static import format_static_report, measure_static
+
+    if task != "handwriting":
+        raise typer.BadParameter(f"--static is for handwriting's CNN only, not '{task}'")
+    if calibration_images < 1:
+        raise typer.BadParameter("--calibration-images must be at least 1")
+    _setup_logging(False)
+    directory = artifact_dir or artifacts_dir() / task
+    has_manifest = (directory / MANIFEST).is_file()
+    try:
+        if has_manifest:
+            verify_manifest(directory)
+        info = measure_static(directory, data_root or data_dir() / "handwriting",
+                              calibration_images, seed, command=command)
+        if has_manifest:
+            write_manifest(directory)
+    except (ArtifactError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(format_static_report(info))
+    typer.echo(f"wrote {directory / 'int8-static'}")
 
 
 @app.command()

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from app.schemas.common import Word
+from models.word2vec.predictor import PLOT_MAX_WORDS
 
 MAX_K = 1000
+
+ModelField = Field(
+    default=None, max_length=50, examples=["cbow"],
+    description="Which word2vec model answers: `skipgram` or `cbow` (see `GET /v1/models`, "
+    "word2vec card → `variants`); default: the served default.",
+)
 
 
 class Neighbor(BaseModel):
@@ -23,6 +32,7 @@ class NeighborsRequest(BaseModel):
 
     word: Word
     k: int = Field(default=10, ge=1, le=MAX_K, description="How many neighbours to return.")
+    model: str | None = ModelField
 
 
 class NeighborsResponse(BaseModel):
@@ -41,6 +51,7 @@ class BatchNeighborsRequest(BaseModel):
 
     words: list[Word] = Field(min_length=1, description="Query words (at most the item limit).")
     k: int = Field(default=10, ge=1, le=MAX_K)
+    model: str | None = ModelField
 
 
 class BatchNeighborsItem(BaseModel):
@@ -65,6 +76,7 @@ class SimilarityRequest(BaseModel):
     }
 
     pairs: list[tuple[Word, Word]] = Field(min_length=1, description="Pairs of words.")
+    model: str | None = ModelField
 
 
 class SimilarityItem(BaseModel):
@@ -92,6 +104,7 @@ class AnalogyRequest(BaseModel):
     b: Word
     c: Word
     k: int = Field(default=5, ge=1, le=MAX_K)
+    model: str | None = ModelField
 
 
 class AnalogyResponse(BaseModel):
@@ -99,3 +112,22 @@ class AnalogyResponse(BaseModel):
 
     query: str = Field(description="The vector expression that was searched.")
     answers: list[Neighbor]
+
+
+class PlotRequest(BaseModel):
+    """Words to draw in 2-D."""
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "words": ["japan", "germany", "france", "britain", "ibm", "intel", "toyota", "sony",
+                  "january", "march", "june", "october", "two", "three", "four", "million"],
+        "method": "pca",
+    }]}}
+
+    words: list[Word] = Field(
+        min_length=2, max_length=PLOT_MAX_WORDS,
+        description=f"2 to {PLOT_MAX_WORDS} words; unknown ones are listed in the "
+        "`X-Unknown-Words` response header, repeats drawn once.")
+    method: Literal["pca", "tsne"] = Field(
+        default="pca", description="`pca` (first two principal components) or `tsne` "
+        "(t-SNE on cosine distance, seeded: same words, same picture).")
+    model: str | None = ModelField

@@ -1,4 +1,4 @@
-"""Data pipeline for skip-gram with negative sampling, vectorised with NumPy.
+"""Data pipeline for skip-gram and CBOW with negative sampling, vectorised with NumPy.
 
 Follows the d2l.ai "word2vec in PyTorch" tutorial (sections "The Dataset for Pretraining
 Word Embeddings"): read PTB, build a vocabulary, subsample frequent words, extract
@@ -230,15 +230,12 @@ def batchify(data: Sequence[Example]) -> tuple[torch.Tensor, ...]:
     )
 
 
-class SkipGramEpoch(Dataset[tuple[torch.Tensor, ...]]):
-    """One epoch of skip-gram examples: subsampled, windowed, negatives drawn per batch.
+class WindowedEpoch(Dataset[tuple[torch.Tensor, ...]]):
+    """What skip-gram and CBOW share for one epoch: subsampling, dynamic windows, negatives.
 
     Everything random derives from ``(seed, epoch)`` (a batch's negatives also from its
     first index), so an epoch, and a run resumed in its middle, is reproducible.
-    ``__getitems__`` returns a whole batch in :func:`batchify`'s layout without a
-    per-example Python loop. Batches come from :meth:`batches`, which groups centers with
-    the same number of contexts, so rows need no padding (the tutorial pads every row to
-    the batch's longest, about half of it padding on PTB).
+    ``__getitems__`` (in the subclasses) returns a whole batch without a per-example loop.
     """
 
     def __init__(
@@ -268,11 +265,33 @@ class SkipGramEpoch(Dataset[tuple[torch.Tensor, ...]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         return self.__getitems__([index])
 
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
     def examples(self, indices: Sequence[int]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Centers ``(B,)`` and each one's context indices (for inspection and tests)."""
         idx = np.asarray(indices, dtype=np.int64)
         rows = [c[m] for c, m in zip(self.contexts[idx], self.context_mask[idx], strict=True)]
         return self.centers[idx], rows
+
+    def _rng(self, idx: np.ndarray) -> np.random.Generator:
+        """The generator of one batch's negatives."""
+        return np.random.default_rng([self.seed, self.epoch, int(idx[0])])
+
+    def batches(self, batch_size: int) -> list[np.ndarray]:
+        """Shuffled batches of indices."""
+        rng = np.random.default_rng([self.seed, self.epoch, 1])
+        order = rng.permutation(len(self))
+        return np.split(order, range(batch_size, len(order), batch_size))
+
+
+class SkipGramEpoch(WindowedEpoch):
+    """One epoch of skip-gram examples: subsampled, windowed, negatives drawn per batch.
+
+    Batches come from :meth:`batches`, which groups centers with the same number of
+    contexts, so rows need no padding (the tutorial pads every row to the batch's longest,
+    about half of it padding on PTB).
+    """
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
         """Batchify the examples ``indices`` (all with the same number of contexts ``n``).
@@ -289,8 +308,7 @@ class SkipGramEpoch(Dataset[tuple[torch.Tensor, ...]]):
         if (n != n[0]).any():
             raise ValueError("a batch must hold centers with equal numbers of contexts")
         contexts = self.contexts[idx][self.context_mask[idx]].reshape(len(idx), int(n[0]))
-        rng = np.random.default_rng([self.seed, self.epoch, int(idx[0])])
-        negatives = self.sampler.sample_for(contexts, self.num_noise_words, rng)
+        negatives = self.sampler.sample_for(contexts, self.num_noise_words, self._rng(idx))
         contexts_negatives = np.concatenate([contexts, negatives], axis=1)  # (B, n*(1+K))
         labels = np.zeros_like(contexts_negatives)
         labels[:, : contexts.shape[1]] = 1
@@ -313,12 +331,43 @@ class SkipGramEpoch(Dataset[tuple[torch.Tensor, ...]]):
         return [out[i] for i in rng.permutation(len(out))]
 
 
+class CBOWEpoch(WindowedEpoch):
+    """One epoch of CBOW examples (Mikolov et al. 2013a): each center with its whole window.
+
+    Same subsampling, dynamic windows and noise distribution as :class:`SkipGramEpoch`;
+    the example is the other way round: the window's contexts (padded to ``2W`` and masked)
+    predict the center, which is scored against ``K`` noise words (word2vec.c draws ``K``
+    per center, not per context word), redrawn when equal to the center.
+    """
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        """Batch the examples ``indices``.
+
+        Returns:
+            ``contexts (B, 2W)`` int64 (0 where padded), ``context_mask (B, 2W)`` int64 (1 on
+            real contexts), ``center_negatives (B, 1+K)`` int64 (the center first) and
+            ``labels (B, 1+K)`` int64 (1 for the center, 0 for the noise words).
+        """
+        idx = np.asarray(indices, dtype=np.int64)
+        centers = self.centers[idx][:, None]  # (B, 1)
+        negatives = self.sampler.sample_for(centers, self.num_noise_words, self._rng(idx))
+        center_negatives = np.concatenate([centers, negatives], axis=1)  # (B, 1+K)
+        labels = np.zeros_like(center_negatives)
+        labels[:, 0] = 1
+        return (
+            torch.from_numpy(self.contexts[idx]),
+            torch.from_numpy(self.context_mask[idx].astype(np.int64)),
+            torch.from_numpy(center_negatives),
+            torch.from_numpy(labels),
+        )
+
+
 def _batch_is_ready(batch: Any) -> Any:
     """``collate_fn``: ``__getitems__`` already returns a batchified tuple."""
     return batch
 
 
-def epoch_loader(dataset: SkipGramEpoch, batch_size: int, skip_batches: int = 0) -> DataLoader:
+def epoch_loader(dataset: WindowedEpoch, batch_size: int, skip_batches: int = 0) -> DataLoader:
     """A ``DataLoader`` over one epoch's shuffled batches; each item is a batchified tuple.
 
     ``skip_batches`` drops the epoch's first batches without fetching them (for resuming).

@@ -1,4 +1,5 @@
-"""Skip-gram model and its masked loss (d2l.ai "Pretraining word2vec")."""
+"""Skip-gram and CBOW models and their masked loss (d2l.ai "Pretraining word2vec";
+Mikolov et al. 2013a for CBOW)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ class SkipGram(nn.Module):
         embed_size: vector dimension ``D`` (100 in the tutorial).
         sparse: emit sparse gradients (pair with ``torch.optim.SparseAdam``).
     """
+
+    #: the table served for cosine queries
+    served = "center"
 
     def __init__(self, vocab_size: int, embed_size: int = 100, sparse: bool = False) -> None:
         super().__init__()
@@ -41,6 +45,50 @@ class SkipGram(nn.Module):
         """
         v = self.center(center)  # (B, 1, D)
         u = self.context(contexts_and_negatives)  # (B, L, D)
+        return torch.bmm(u, v.transpose(1, 2)).transpose(1, 2)  # (B, L, 1) -> (B, 1, L)
+
+
+class CBOW(nn.Module):
+    """Continuous bag of words: the mean of the context words' vectors predicts the center.
+
+    Two tables as in word2vec.c: input vectors ``v`` (``context``, averaged over the window
+    and served, initialised small uniform) and output vectors ``u`` (``center``, scored,
+    initialised to zero). The score of a center or noise word ``o`` is ``u_o . mean_c v_c``.
+
+    Args:
+        vocab_size: number of words ``V``.
+        embed_size: vector dimension ``D``.
+        sparse: emit sparse gradients (pair with ``torch.optim.SparseAdam``).
+    """
+
+    #: the table served for cosine queries (word2vec.c writes the input vectors, syn0)
+    served = "context"
+
+    def __init__(self, vocab_size: int, embed_size: int = 100, sparse: bool = False) -> None:
+        super().__init__()
+        self.vocab_size, self.embed_size = vocab_size, embed_size
+        self.context = nn.Embedding(vocab_size, embed_size, sparse=sparse)  # v
+        self.center = nn.Embedding(vocab_size, embed_size, sparse=sparse)  # u
+        nn.init.uniform_(self.context.weight, -0.5 / embed_size, 0.5 / embed_size)
+        nn.init.zeros_(self.center.weight)
+
+    def forward(
+        self, contexts: torch.Tensor, context_mask: torch.Tensor, center_negatives: torch.Tensor
+    ) -> torch.Tensor:
+        """Score each window's mean context vector against its center and noise words.
+
+        Args:
+            contexts: ``(B, C)`` int64 context word indices (anything where padded).
+            context_mask: ``(B, C)`` 1 on real contexts, 0 on padding (at least one 1 a row).
+            center_negatives: ``(B, L)`` int64, the center then the noise words.
+
+        Returns:
+            ``(B, 1, L)`` float logits.
+        """
+        mask = context_mask.to(self.context.weight.dtype).unsqueeze(2)  # (B, C, 1)
+        v = (self.context(contexts) * mask).sum(dim=1, keepdim=True)  # (B, 1, D)
+        v = v / mask.sum(dim=1, keepdim=True).clamp_min(1.0)  # masked mean
+        u = self.center(center_negatives)  # (B, L, D)
         return torch.bmm(u, v.transpose(1, 2)).transpose(1, 2)  # (B, L, 1) -> (B, 1, L)
 
 

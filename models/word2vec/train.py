@@ -1,11 +1,13 @@
-"""Train skip-gram word2vec on PTB and write ``artifacts/word2vec``.
+"""Train skip-gram or CBOW word2vec on PTB and write ``artifacts/word2vec`` (CBOW:
+``artifacts/word2vec/cbow``, a variant the served predictor also loads).
 
 Recipe: d2l.ai "Pretraining word2vec" (skip-gram, negative sampling, masked sigmoid BCE,
 summed over the batch; the tutorial uses dense Adam lr 0.002) on the vectorised pipeline of
 :mod:`models.word2vec.data`. Defaults that measured best on PTB: lazy Adam on sparse
 gradients (``SparseAdam``) lr 0.005 with word2vec.c's linear decay and initialisation
 (Mikolov et al. 2013); ``--optimizer sgd --lr 2.0`` is twice as fast and ~0.05 lower on
-WordSim-353 (see README).
+WordSim-353 (see README). ``arch="cbow"`` trains CBOW (Mikolov et al. 2013a) on the same
+pipeline (subsampling, dynamic windows, negative sampler).
 """
 
 from __future__ import annotations
@@ -26,31 +28,45 @@ from models.common.artifacts import git_commit, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
 from models.common.config import training_record
 from models.common.device import hardware_summary, resolve_device
-from models.common.manifest import write_manifest
+from models.common.manifest import MANIFEST, write_manifest
 from models.common.paths import artifacts_dir, data_dir
 from models.common.prefetch import prefetch
 from models.common.seeding import seed_everything
 from models.word2vec.data import (
+    CBOWEpoch,
     Corpus,
     NegativeSampler,
     SkipGramEpoch,
+    WindowedEpoch,
     epoch_loader,
     keep_probabilities,
     read_ptb,
     subsample,
 )
 from models.word2vec.evaluate import evaluate_vectors, probe_neighbors
-from models.word2vec.model import SkipGram, masked_sigmoid_bce
+from models.word2vec.model import CBOW, SkipGram, masked_sigmoid_bce
 from models.word2vec.vectors import WordVectors
 from models.word2vec.vocab import Vocab
 
 log = logging.getLogger(__name__)
+
+Arch = Literal["skipgram", "cbow"]
+MODELS: dict[str, type[SkipGram | CBOW]] = {"skipgram": SkipGram, "cbow": CBOW}
+EPOCHS: dict[str, type[WindowedEpoch]] = {"skipgram": SkipGramEpoch, "cbow": CBOWEpoch}
+DESCRIPTIONS = {
+    "skipgram": "Skip-gram word2vec with negative sampling and subsampling "
+    "(Mikolov et al. 2013), center vectors served for cosine queries.",
+    "cbow": "CBOW word2vec (mean of the window's context vectors predicts the center) with "
+    "negative sampling and subsampling (Mikolov et al. 2013a), input (context) vectors "
+    "served for cosine queries.",
+}
 
 
 @dataclass
 class TrainConfig:
     """Every knob of a word2vec training run (all have CLI flags)."""
 
+    arch: Arch = "skipgram"
     train_file: Path = field(default_factory=lambda: data_dir() / "ptb" / "ptb.train.txt")
     out_dir: Path = field(default_factory=lambda: artifacts_dir() / "word2vec")
     checkpoint_dir: Path = Path("runs/word2vec")
@@ -89,7 +105,7 @@ def subsampling_stats(
     return {"tokens_before": len(corpus), "tokens_after": len(kept), "words": per_word}
 
 
-def _build_optimizer(model: SkipGram, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _build_optimizer(model: SkipGram | CBOW, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam (the tutorial's), lazy Adam on sparse gradients, or plain SGD (word2vec.c's)."""
     if cfg.optimizer == "sparse_adam":
         return torch.optim.SparseAdam(list(model.parameters()), lr=cfg.lr)
@@ -126,13 +142,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "{before} -> {after}".format(**words["join"]) if "join" in words else "absent",
     )
 
-    model = SkipGram(len(vocab), cfg.embed_size, sparse=cfg.optimizer != "adam")
+    if cfg.arch not in MODELS:
+        raise ValueError(f"unknown arch {cfg.arch!r}; choose one of {sorted(MODELS)}")
+    model = MODELS[cfg.arch](len(vocab), cfg.embed_size, sparse=cfg.optimizer != "adam")
     model.to(device)
     optimizer = _build_optimizer(model, cfg)
     ckpt_path = cfg.checkpoint_dir / "last.pt"
     start_epoch, start_step, global_step, elapsed = 0, 0, 0, 0.0
     state = load_checkpoint(ckpt_path) if cfg.resume else None
     if state is not None:
+        if state.get("arch", "skipgram") != cfg.arch:
+            raise ValueError(f"{ckpt_path} is a {state.get('arch', 'skipgram')} checkpoint, not "
+                             f"{cfg.arch}: resume with the same --arch or another "
+                             "--checkpoint-dir")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, start_step = state["epoch"], state["step"]
@@ -141,7 +163,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     def checkpoint(epoch: int, step: int) -> None:
         save_checkpoint(ckpt_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+            "arch": cfg.arch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
             "step": step, "global_step": global_step, "elapsed": elapsed + time.perf_counter() - t0,
         })
 
@@ -151,7 +174,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     )
     done = False
     for epoch in range(start_epoch, cfg.epochs):
-        dataset = SkipGramEpoch(
+        dataset = EPOCHS[cfg.arch](
             corpus, keep_prob, sampler, max_window_size=cfg.max_window_size,
             num_noise_words=cfg.num_noise_words, seed=cfg.seed, epoch=epoch,
         )
@@ -161,22 +184,20 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         running, n = 0.0, 0
         bar = tqdm(prefetch(loader), total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    leave=False, mininterval=2)
-        for step, (center, ctx_neg, mask, label) in enumerate(bar, start=skip):
+        for step, batch in enumerate(bar, start=skip):
             if cfg.lr_schedule == "linear":  # word2vec.c: decay linearly towards 0
                 progress = (epoch + step / epoch_steps) / cfg.epochs
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr * max(1e-4, 1.0 - progress)
-            center, ctx_neg = center.to(device), ctx_neg.to(device)
             with autocast:
-                logits = model(center, ctx_neg)
+                logits, label, mask = forward_batch(model, batch, device)
             # Sum over the batch of per-row masked means, as the tutorial's l.sum().
-            loss = masked_sigmoid_bce(logits.reshape(label.shape), label.to(device),
-                                      mask.to(device)).sum()
+            loss = masked_sigmoid_bce(logits, label, mask).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             global_step += 1
-            running, n = running + loss.item() / len(center), n + 1
+            running, n = running + loss.item() / len(label), n + 1
             if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0:
                 checkpoint(epoch, step + 1)
             if cfg.max_steps is not None and global_step >= cfg.max_steps:
@@ -190,26 +211,49 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return write_artifact(model, vocab, cfg, stats, wall, global_step)
 
 
+def forward_batch(
+    model: SkipGram | CBOW, batch: tuple[torch.Tensor, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits ``(B, L)``, labels and loss mask of one batch of either architecture.
+
+    Skip-gram batches are ``(centers, contexts_negatives, masks, labels)``; CBOW batches are
+    ``(contexts, context_mask, center_negatives, labels)`` (see :mod:`models.word2vec.data`).
+    """
+    first, second, third, label = (t.to(device) for t in batch)
+    if isinstance(model, CBOW):
+        logits = model(first, second, third)  # (B, 1, 1+K)
+        mask = torch.ones_like(label)
+    else:
+        logits = model(first, second)  # (B, 1, L)
+        mask = third
+    return logits.reshape(label.shape), label, mask
+
+
 def write_artifact(
-    model: SkipGram,
+    model: SkipGram | CBOW,
     vocab: Vocab,
     cfg: TrainConfig,
     stats: dict[str, Any],
     wall_time_s: float,
     steps: int,
 ) -> dict[str, Any]:
-    """Evaluate the center vectors and save them (float16) with vocab, config and card."""
-    center = model.center.weight.detach().cpu()
-    vectors = WordVectors(vocab, center.half().float())  # score exactly what is served
+    """Evaluate the served vectors and save them (float16) with vocab, config and card.
+
+    Skip-gram serves its center table, CBOW its context (input) table. When ``out_dir``
+    sits inside another word2vec artifact with a manifest (CBOW's default,
+    ``artifacts/word2vec/cbow``), that manifest is rewritten too, so the service still
+    loads the folder.
+    """
+    served = getattr(model, model.served).weight.detach().cpu()
+    vectors = WordVectors(vocab, served.half().float())  # score exactly what is served
     metrics: dict[str, Any] = {}
     if cfg.wordsim_dir is not None and cfg.wordsim_dir.is_dir():
         metrics = evaluate_vectors(vectors, cfg.wordsim_dir)
     card = {
         "task": "word2vec",
-        "name": "skipgram-ptb",
-        "arch": "skipgram",
-        "description": "Skip-gram word2vec with negative sampling and subsampling "
-        "(Mikolov et al. 2013), center vectors served for cosine queries.",
+        "name": f"{cfg.arch}-ptb",
+        "arch": cfg.arch,
+        "description": DESCRIPTIONS[cfg.arch],
         "dataset": {"name": "Penn Treebank (Mikolov LM version)", "split": "train",
                     "file": cfg.train_file.name},
         "metrics": metrics,
@@ -230,8 +274,14 @@ def write_artifact(
         "git_commit": git_commit(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    config = {"vocab_size": len(vocab), "embed_size": cfg.embed_size}
-    save_artifact(cfg.out_dir, {"center": center.half()}, config, card)
+    config: dict[str, Any] = {"vocab_size": len(vocab), "embed_size": cfg.embed_size}
+    if cfg.arch != "skipgram":  # the committed skip-gram config predates these keys
+        config |= {"arch": cfg.arch, "served": model.served}
+    save_artifact(cfg.out_dir, {model.served: served.half()}, config, card)
     vocab.save(cfg.out_dir)
     write_manifest(cfg.out_dir)
+    parent = cfg.out_dir.resolve().parent
+    if (parent / MANIFEST).is_file() and (parent / "vocab.json").is_file():
+        write_manifest(parent)
+        log.info("rewrote %s to cover %s", parent / MANIFEST, cfg.out_dir)
     return card
