@@ -17,6 +17,7 @@ import io
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -54,7 +55,7 @@ def jpeg_at(page: np.ndarray, megapixels: float) -> tuple[bytes, tuple[int, int]
     return buffer.getvalue(), size
 
 
-def run(predictor: HandwritingPredictor, data: bytes, repeats: int) -> dict[str, float]:
+def run(predictor: HandwritingPredictor, data: bytes, repeats: int) -> dict[str, Any]:
     predictor.recognize(data)  # warm-up
     totals: list[float] = []
     parts: dict[str, list[float]] = {"decode": [], "segment": [], "classify": []}
