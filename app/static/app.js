@@ -10,9 +10,12 @@ const ENDPOINTS = {
   generate: ["POST", "/v1/lm/generate"],
   translate: ["POST", "/v1/translate"],
   recognize: ["POST", "/v1/handwriting/recognize"],
+  match: ["POST", "/v1/match"],
+  matchRank: ["POST", "/v1/match/rank"],
+  matchModels: ["GET", "/v1/match/models"],
 };
 
-const TASKS = ["word2vec", "lm", "translation", "handwriting"];
+const TASKS = ["word2vec", "lm", "translation", "handwriting", "matching"];
 const KEY_STORAGE = "modelzoo.apiKey";
 const API_KEY_HEADER = "X-API-Key";
 
@@ -222,6 +225,7 @@ async function refreshStatus() {
   }
 
   for (const task of TASKS) setBadge(task, states[task] || "absent");
+  if (states.matching === "ready" && !matchModelsLoaded) loadMatchModels();
   if (pending) statusTimer = setTimeout(refreshStatus, 3000);
 }
 
@@ -419,6 +423,113 @@ function initHandwriting() {
   });
 }
 
+// ---------------------------------------------------------------- text matching
+
+let matchModelsLoaded = false;
+
+function percent(p) {
+  return `${(100 * p).toFixed(1)}%`;
+}
+
+/** A 0..1 value as a horizontal bar (decorative: the number is always shown as text),
+ * with an optional tick at the decision threshold. */
+function scoreBar(value, threshold) {
+  const clamp = (v) => (100 * Math.max(0, Math.min(1, v))).toFixed(1);
+  const bar = el("span", { class: "scorebar", "aria-hidden": "true" },
+    el("span", { class: "fill", style: `width:${clamp(value)}%` }));
+  if (threshold !== undefined) {
+    bar.append(el("span", { class: "tick", style: `left:${clamp(threshold)}%` }));
+  }
+  return bar;
+}
+
+/** "esim-quora (default) · dev acc. 79.4%": the name first, so a narrow select cuts the
+ * metric, not the name. */
+function matchModelLabel(model, isDefault) {
+  const m = model.metrics || {};
+  let label = `${model.name}${isDefault ? " (default)" : ""}`;
+  if (typeof m.accuracy === "number") label += ` · dev acc. ${percent(m.accuracy)}`;
+  else if (typeof m.map === "number") label += ` · dev MAP ${m.map.toFixed(3)}`;
+  return label;
+}
+
+/** Fill the model selects from GET /v1/match/models, each preselecting the server's
+ * default for its endpoint (data-use="match" | "rank"); a user's choice is kept. On failure
+ * the selects keep "server default" (the request then omits `model`). */
+async function loadMatchModels() {
+  let data;
+  try {
+    data = await api(ENDPOINTS.matchModels);
+  } catch (_) {
+    return;  // not ready / no key yet: the next refreshStatus tries again
+  }
+  if (!data.models.length) return;
+  matchModelsLoaded = true;
+  for (const select of document.querySelectorAll("select[data-use]")) {
+    const fallback = select.dataset.use === "rank" ? data.default_rank : data.default_match;
+    const previous = select.value;
+    select.replaceChildren(...data.models.map((m) =>
+      el("option", { value: m.name }, matchModelLabel(m, m.name === fallback))));
+    select.value = data.models.some((m) => m.name === previous) ? previous : fallback;
+  }
+}
+
+function initMatching() {
+  const pairForm = document.getElementById("form-match");
+  const pairResult = document.getElementById("result-match");
+  bindForm(pairForm, pairResult, async () => {
+    const f = pairForm.elements;
+    const body = {
+      text_a: f.text_a.value,
+      text_b: f.text_b.value,
+      ...(f.model.value ? { model: f.model.value } : {}),
+    };
+    const data = await api(ENDPOINTS.match, body);
+    pairResult.replaceChildren(
+      el("p", { class: "verdict" },
+        el("span", { class: `verdict-label ${data.label ? "yes" : "no"}` },
+          data.label ? "match" : "no match"),
+        " ", el("span", { class: "score" }, percent(data.score))),
+      scoreBar(data.score, data.threshold),
+      el("p", { class: "meta" }, `score ${data.score.toFixed(4)} · threshold `
+        + `${data.threshold.toFixed(4)} (marked on the bar) · model ${data.model}`));
+  });
+
+  const rankForm = document.getElementById("form-match-rank");
+  const rankResult = document.getElementById("result-match-rank");
+  bindForm(rankForm, rankResult, async () => {
+    const f = rankForm.elements;
+    const candidates = [];
+    const lineOf = [];  // candidate index → line number in the textarea
+    f.candidates.value.split("\n").forEach((line, i) => {
+      if (line.trim()) {
+        candidates.push(line.trim());
+        lineOf.push(i + 1);
+      }
+    });
+    if (!candidates.length) throw new Error("Enter at least one candidate, one per line.");
+    const body = {
+      query: f.query.value,
+      candidates,
+      ...(f.model.value ? { model: f.model.value } : {}),
+    };
+    const data = await api(ENDPOINTS.matchRank, body);
+    const list = el("ol", { class: "ranking",
+      "aria-label": `Candidates for “${body.query}”, best first` });
+    for (const c of data.results) {
+      list.append(el("li", {},
+        el("span", { class: "text" }, c.text, " ",
+          el("span", { class: "hint" }, `(line ${lineOf[c.index]})`)),
+        el("span", { class: "bar-row" }, scoreBar(c.score),
+          el("span", { class: "score" }, percent(c.score)))));
+    }
+    rankResult.replaceChildren(
+      el("p", { class: "meta" },
+        `${data.results.length} candidates, best first · model ${data.model}`),
+      list);
+  });
+}
+
 // ---------------------------------------------------------------- start
 
 function start() {
@@ -427,6 +538,7 @@ function start() {
   initLM();
   initTranslation();
   initHandwriting();
+  initMatching();
   document.getElementById("status-refresh").addEventListener("click", refreshStatus);
   refreshStatus();
 }

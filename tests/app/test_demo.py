@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from html import unescape
 from html.parser import HTMLParser
 
 import httpx
 import pytest
 
-from app.config import Settings
+from app.config import TASKS, Settings
 from app.routes.demo import STATIC_DIR
 from tests.conftest import ARTIFACTS, running_app
 
@@ -20,6 +21,9 @@ APP_JS = STATIC_DIR / "app.js"
 # an endpoint in app.js is written ["METHOD", "/path"], every call goes through them
 ENDPOINT = re.compile(r"""\[\s*["'](GET|POST)["']\s*,\s*["'](/[^"'?#]*)["']\s*\]""")
 ANY_API_PATH = re.compile(r"""["'`](/(?:v1|readyz|healthz)[^"'`?#]*)""")
+JS_TASKS = re.compile(r"const TASKS = \[([^\]]*)\]")
+FORMS = {"form-word2vec", "form-lm", "form-translation", "form-handwriting", "form-match",
+         "form-match-rank"}
 
 
 class _Refs(HTMLParser):
@@ -33,6 +37,9 @@ class _Refs(HTMLParser):
         self.labels: list[str] = []
         self.inputs: list[str] = []
         self.external: list[str] = []
+        self.cards: list[str] = []
+        self.badges: list[str] = []
+        self.disabled: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
@@ -46,6 +53,12 @@ class _Refs(HTMLParser):
             self.labels.append(a["for"])
         if tag in ("input", "textarea", "select") and a.get("id"):
             self.inputs.append(a["id"])
+        if a.get("data-task"):
+            self.cards.append(a["data-task"])
+        if a.get("data-badge"):
+            self.badges.append(a["data-badge"])
+        if "disabled" in a or a.get("aria-disabled") == "true":
+            self.disabled.append(a.get("id") or tag)
         for key in ("src", "href"):
             if a.get(key, "").startswith(("http:", "https:", "//")):
                 self.external.append(a[key])
@@ -73,9 +86,42 @@ async def test_root_serves_the_demo_page_referencing_its_assets(
     refs = parse(response.text)
     assert refs.scripts == ["/static/app.js"]
     assert refs.styles == ["/static/style.css"]
-    assert {"form-word2vec", "form-lm", "form-translation", "form-handwriting"} <= set(refs.forms)
+    assert set(refs.forms) >= FORMS
     assert 'href="/docs"' in response.text and 'href="/metrics"' in response.text
-    assert "coming soon" in response.text
+    assert "coming soon" not in response.text
+    assert refs.disabled == []  # no card or control is switched off any more
+
+
+async def test_every_task_has_a_live_card_with_a_status_badge(
+    demo_client: httpx.AsyncClient,
+) -> None:
+    refs = parse((await demo_client.get("/")).text)
+    assert sorted(refs.cards) == sorted(TASKS)
+    assert sorted(refs.badges) == sorted(TASKS)
+    # refreshStatus() sets the badges of the tasks listed in app.js
+    listed = JS_TASKS.search(APP_JS.read_text(encoding="utf-8"))
+    assert listed is not None
+    assert sorted(re.findall(r'"([a-z0-9]+)"', listed.group(1))) == sorted(TASKS)
+
+
+async def test_the_matching_forms_are_prefilled_with_the_api_examples(
+    demo_client: httpx.AsyncClient,
+) -> None:
+    html = (await demo_client.get("/")).text
+    schema = (await demo_client.get("/openapi.json")).json()["components"]["schemas"]
+    pair = schema["MatchRequest"]["examples"][0]
+    ranking = schema["RankRequest"]["examples"][0]
+    for input_id, expected in (("match-a", pair["text_a"]), ("match-b", pair["text_b"]),
+                               ("rank-query", ranking["query"])):
+        value = re.search(rf'<input id="{input_id}"[^>]*\svalue="([^"]*)"', html)
+        assert value is not None, input_id
+        assert unescape(value.group(1)) == expected
+    textarea = re.search(r'<textarea id="rank-candidates"[^>]*>(.*?)</textarea>', html, re.S)
+    assert textarea is not None
+    assert unescape(textarea.group(1)).splitlines() == ranking["candidates"]
+    # the model selects start with the "server default" option, filled in by app.js
+    for select in ("match-model", "rank-model"):
+        assert re.search(rf'<select id="{select}"[^>]*>\s*<option value="">', html)
 
 
 async def test_the_page_loads_nothing_from_outside(demo_client: httpx.AsyncClient) -> None:
@@ -133,7 +179,8 @@ async def test_every_endpoint_the_script_calls_exists_in_the_schema(
         assert method.lower() in paths[path], f"app.js calls {method} {path}"
     called = {p for _, p in endpoints}
     assert {"/v1/word2vec/neighbors", "/v1/lm/generate", "/v1/translate",
-            "/v1/handwriting/recognize", "/v1/models", "/readyz"} <= called
+            "/v1/handwriting/recognize", "/v1/match", "/v1/match/rank", "/v1/match/models",
+            "/v1/models", "/readyz"} <= called
 
 
 async def test_the_page_stays_public_when_api_keys_are_on() -> None:

@@ -55,8 +55,9 @@ def find_browser() -> str | None:
 
 
 def served_tasks() -> list[str]:
+    """The tasks with committed artifacts (translation and matching are optional)."""
     tasks = ["word2vec", "lm", "handwriting"]
-    return [*tasks, "translation"] if (ARTIFACTS / "translation").is_dir() else tasks
+    return tasks + [t for t in ("translation", "matching") if (ARTIFACTS / t).is_dir()]
 
 
 def free_port() -> int:
@@ -164,10 +165,9 @@ def test_demo_page_answers_every_served_task(page: Any, server: str,
 
     page.goto(f"{server}/")
     expect(page).to_have_title("modelzoo — demo")
-    for form in ("form-word2vec", "form-lm", "form-translation", "form-handwriting"):
+    for form in ("form-word2vec", "form-lm", "form-translation", "form-handwriting",
+                 "form-match", "form-match-rank"):
         expect(page.locator(f"#{form}")).to_be_visible()
-    expect(page.locator("#card-matching")).to_contain_text("coming soon")
-    expect(page.locator("#card-matching fieldset")).to_be_disabled()
 
     # the key is on: /v1/models answers 401 and the page says so; saving the key fixes it
     expect(page.locator("#status-error")).to_contain_text("unauthorized")
@@ -232,13 +232,81 @@ def test_demo_page_answers_every_served_task(page: Any, server: str,
     }""")
     assert colored > 500, "no coloured boxes were drawn over the grey-scale image"
 
+    if "matching" in served_tasks():
+        check_matching(page, server)
+    else:  # no artifact: the badge says so and the form shows the 503
+        expect(page.locator('[data-badge="matching"]')).to_have_text("not loaded")
+        submit(page, "form-match")
+        expect(page.locator("#form-match .error")).to_contain_text("HTTP 503")
+
     assert page.js_errors == []
     shot = tmp_path / "demo.png"
     page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size < 300_000
+    assert shot.stat().st_size < 400_000  # docs/demo.png stays small
     if os.environ.get("MODELZOO_UPDATE_SCREENSHOT") == "1":
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def percent(text: str) -> float:
+    """'87.3%' → 87.3."""
+    assert text.endswith("%"), text
+    return float(text[:-1])
+
+
+def check_matching(page: Any, server: str) -> None:
+    """The pair form shows the API's score, label, threshold and model; the rank form lists
+    the candidates in the API's order with their scores."""
+    from playwright.sync_api import expect
+
+    headers = {"X-API-Key": API_KEY}
+    served = httpx.get(f"{server}/v1/match/models", headers=headers, timeout=30).json()
+    # the selects are filled from /v1/match/models, each on its endpoint's default
+    expect(page.locator("#match-model option")).to_have_count(len(served["models"]))
+    expect(page.locator("#match-model")).to_have_value(served["default_match"])
+    expect(page.locator("#rank-model")).to_have_value(served["default_rank"])
+
+    # pair: score as a percentage (+ bar with the threshold mark), label, threshold, model
+    pair = {"text_a": page.input_value("#match-a"), "text_b": page.input_value("#match-b"),
+            "model": served["default_match"]}
+    assert pair["text_a"] and pair["text_b"]
+    submit(page, "form-match")
+    verdict = page.locator("#result-match .verdict")
+    expect(verdict).to_be_visible()
+    answer = httpx.post(f"{server}/v1/match", json=pair, headers=headers, timeout=30).json()
+    expect(page.locator("#result-match .verdict-label")).to_have_text(
+        "match" if answer["label"] else "no match")
+    assert abs(percent(verdict.locator(".score").inner_text()) - 100 * answer["score"]) <= 0.051
+    meta = page.locator("#result-match .meta")
+    expect(meta).to_contain_text(f"model {answer['model']}")
+    expect(meta).to_contain_text("threshold 0.")
+    expect(page.locator("#result-match .scorebar .fill")).to_have_count(1)
+    expect(page.locator("#result-match .scorebar .tick")).to_have_count(1)
+    expect(page.locator("#form-match .error")).to_be_hidden()
+
+    # rank: no candidate is caught in the page; then the API's order, best first
+    candidates = [c for c in page.input_value("#rank-candidates").splitlines() if c.strip()]
+    assert len(candidates) >= 3
+    page.fill("#rank-candidates", " \n\n")
+    submit(page, "form-match-rank")
+    rank_error = page.locator("#form-match-rank .error")
+    expect(rank_error).to_contain_text("at least one candidate")
+    page.fill("#rank-candidates", "\n".join(candidates))
+    submit(page, "form-match-rank")
+    items = page.locator("#result-match-rank ol.ranking > li")
+    expect(items).to_have_count(len(candidates))
+    expect(rank_error).to_be_hidden()
+    query = page.input_value("#rank-query")
+    ranked = httpx.post(f"{server}/v1/match/rank", headers=headers, timeout=30, json={
+        "query": query, "candidates": candidates, "model": served["default_rank"]}).json()
+    for i, result in enumerate(ranked["results"]):
+        expect(items.nth(i).locator(".text")).to_contain_text(result["text"])
+        expect(items.nth(i).locator(".text")).to_contain_text(f"(line {result['index'] + 1})")
+    shown = [percent(t) for t in items.locator(".score").all_inner_texts()]
+    assert shown == sorted(shown, reverse=True), shown
+    for got, result in zip(shown, ranked["results"], strict=True):
+        assert abs(got - 100 * result["score"]) <= 0.051
+    expect(page.locator("#result-match-rank .meta")).to_contain_text(f"model {ranked['model']}")
 
 
 def test_demo_page_fits_a_narrow_screen(browser: Any, server: str) -> None:
