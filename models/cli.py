@@ -463,7 +463,8 @@ def train_matching(
     checkpoint_dir: Path = Path("runs/matching"),
     embeddings: Annotated[Path | None, typer.Option(
         help="Word vectors to start from: a text file, 'word v1 ... vD' per line (GloVe, "
-        "fastText .vec, word2vec text; D must equal the model's embed_dim).")] = None,
+        "fastText .vec, word2vec text), or a 'modelzoo train word2vec' artifact folder; D "
+        "must equal the model's embed_dim.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
     lr: Annotated[float | None, typer.Option(help="Override the preset's lr.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the preset's batch.")] = None,

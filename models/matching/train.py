@@ -113,7 +113,8 @@ def to_examples(pairs: list[Pair]) -> list[Example]:
 
 def load_vectors(path: Path, vocab: Vocab, dim: int) -> tuple[torch.Tensor, int]:
     """Rows of a word-vector text file (``word v1 ... vD`` per line, optional ``N D`` header:
-    word2vec / GloVe / fastText ``.vec``) for the words of ``vocab``.
+    word2vec / GloVe / fastText ``.vec``), or of a ``modelzoo train word2vec`` artifact
+    folder (its center-word vectors), for the words of ``vocab``.
 
     Returns:
         ``(vectors (len(vocab), dim) float32 with zeros for missing words, words found)``.
@@ -121,6 +122,8 @@ def load_vectors(path: Path, vocab: Vocab, dim: int) -> tuple[torch.Tensor, int]
     Raises:
         ValueError: the file's dimension differs from ``dim``.
     """
+    if path.is_dir():
+        return _artifact_vectors(path, vocab, dim)
     vectors = torch.zeros(len(vocab), dim)
     found = 0
     with path.open(encoding="utf-8", errors="replace") as f:
@@ -136,6 +139,23 @@ def load_vectors(path: Path, vocab: Vocab, dim: int) -> tuple[torch.Tensor, int]
             if idx is not None and idx > 1:
                 vectors[idx] = torch.tensor([float(v) for v in values])
                 found += 1
+    return vectors, found
+
+
+def _artifact_vectors(directory: Path, vocab: Vocab, dim: int) -> tuple[torch.Tensor, int]:
+    """The center vectors of a word2vec artifact (``model.safetensors`` + ``vocab.json``)."""
+    from safetensors.torch import load_file
+
+    center = load_file(directory / "model.safetensors")["center"].float()
+    tokens = read_json(directory / VOCAB_FILE)["tokens"]
+    if center.size(1) != dim:
+        raise ValueError(f"{directory} has {center.size(1)}-d vectors but the model's "
+                         f"embed_dim is {dim}; train word2vec with --embed-size {dim}")
+    vectors, found = torch.zeros(len(vocab), dim), 0
+    for row, word in enumerate(tokens):
+        idx = vocab.stoi.get(word)
+        if idx is not None and idx > 1:
+            vectors[idx], found = center[row], found + 1
     return vectors, found
 
 

@@ -105,3 +105,18 @@ def test_pretrained_vectors_fill_known_rows(tmp_path: Path) -> None:
     embedding.word = torch.nn.Embedding(len(vocab), 2)
     assert init_embeddings(embedding, path, vocab) == 2
     assert embedding.word.weight[vocab.stoi["learn"]].tolist() == [1.0, 2.0]
+
+
+def test_pretrained_vectors_from_a_word2vec_artifact_folder(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"center": torch.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, 4.0]])},
+              tmp_path / "model.safetensors")
+    (tmp_path / "vocab.json").write_text(json.dumps({"tokens": ["the", "learn", "python"]}))
+    vocab = Vocab.build([["learn", "python", "other"]], min_count=1)
+    vectors, found = load_vectors(tmp_path, vocab, 2)
+    assert found == 2
+    assert vectors[vocab.stoi["python"]].tolist() == [3.0, 4.0]
+    assert vectors[vocab.stoi["other"]].tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="--embed-size 4"):
+        load_vectors(tmp_path, vocab, 4)
