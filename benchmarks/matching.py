@@ -35,8 +35,10 @@ def pairs_per_second(matcher: Matcher, examples: list[Example], device: torch.de
 def metric(dataset: str, scores: np.ndarray, examples: list[Example], threshold: float) -> str:
     labels = np.array([e[2] for e in examples])
     if dataset == "quora":
-        return f"acc {accuracy_f1(scores, labels, threshold)[0]:.4f}"
-    return f"MAP {map_mrr([e[3] for e in examples], scores, labels)[0]:.4f}"
+        acc, f1 = accuracy_f1(scores, labels, threshold)
+        return f"accuracy {acc:.4f}  F1 {f1:.4f}"
+    m, r, _ = map_mrr([e[3] for e in examples], scores, labels)
+    return f"MAP {m:.4f}  MRR {r:.4f}"
 
 
 def main() -> None:
