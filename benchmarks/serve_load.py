@@ -1,7 +1,8 @@
 """Serving load test: dynamic batching on vs off vs the predictor in-process, in one run.
 
 For each task (``/v1/translate`` when ``artifacts/translation`` exists, ``/v1/lm/score`` when
-``artifacts/lm`` does) and each concurrency (1, 8, 32 by default) prints p50/p95/p99
+``artifacts/lm`` does, ``/v1/match`` on Quora dev pairs when ``artifacts/matching`` does)
+and each concurrency (1, 8, 32 by default) prints p50/p95/p99
 latency, throughput and errors of
 
 - ``floor``: the same predictor called in this process, back to back, with batches of
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import socket
 import subprocess
@@ -88,6 +90,11 @@ def read_texts(path: Path, fallback: list[str], n: int, gz: bool) -> list[str]:
     return [" ".join(line.split()[:60]) for line in lines[:n]] or fallback
 
 
+def _pair(item: str) -> tuple[str, str]:
+    a, b = item.split("\t")
+    return a, b
+
+
 def build_tasks(args: argparse.Namespace, settings: Settings) -> list[Task]:
     tasks = []
     root = args.artifacts_dir
@@ -108,6 +115,20 @@ def build_tasks(args: argparse.Namespace, settings: Settings) -> list[Task]:
         texts = read_texts(data_dir() / "ptb" / "ptb.valid.txt", FALLBACK_EN, 200, gz=False)
         tasks.append(Task("lm", "/v1/lm/score", [{"text": t} for t in texts],
                           settings.lm_score_max_batch_size, lm.score_many, texts))
+    if (root / "matching").is_dir() and "matching" in args.tasks:
+        from models.matching.data import read_pairs, split_path
+        from models.matching.predictor import MatchingPredictor
+
+        mp = MatchingPredictor.load(root / "matching", "cpu")
+        dev = split_path(data_dir(), "quora", "dev")
+        pairs = ([(p.a, p.b) for p in read_pairs(dev)[1][:200]] if dev.is_file()
+                 else list(itertools.pairwise(FALLBACK_EN)))
+        texts = [f"{a}\t{b}" for a, b in pairs]  # one pair per item, split again below
+        tasks.append(Task("matching", "/v1/match",
+                          [{"text_a": a, "text_b": b} for a, b in pairs],
+                          settings.matching_max_batch_size,
+                          lambda batch: mp.score_pairs([_pair(t) for t in batch]),
+                          texts))
     return tasks
 
 
@@ -211,8 +232,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
     parser.add_argument("--concurrency", type=lambda s: [int(c) for c in s.split(",")],
                         default=[1, 8, 32], help="comma list of client counts")
-    parser.add_argument("--tasks", default="translation,lm",
-                        help="comma list among translation, lm (each if its artifact exists)")
+    parser.add_argument("--tasks", default="translation,lm,matching",
+                        help="comma list among translation, lm, matching (each if its "
+                        "artifact exists)")
     parser.add_argument("--artifacts-dir", type=Path, default=artifacts_dir())
     parser.add_argument("--beam-size", type=int, default=5, help="translation requests")
     parser.add_argument("--threads", type=int, default=None,
