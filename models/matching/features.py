@@ -28,7 +28,7 @@ MAX_TRIGRAMS = 12  # letter trigrams kept per token (a 12-letter word has 12 wit
 _PTB_ESCAPES = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{",
                 "-RCB-": "}", "``": '"', "''": '"'}
 _ESCAPE_RE = re.compile("|".join(re.escape(k) for k in _PTB_ESCAPES))
-_NOT_RE = re.compile(r"\s?n't\b")
+_NOT_RE = re.compile(r"\s?n't\b", re.IGNORECASE)  # "DON'T" as "don't" (before lower())
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 
 
