@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
+import numpy as np
 import pytest
 
 from app.config import Settings
 from models.common.artifacts import CONFIG
+from models.common.paths import data_dir
+from models.matching.data import map_mrr, read_pairs
 from tests.conftest import ARTIFACTS, running_app
 
 pytestmark = pytest.mark.anyio
@@ -59,17 +62,46 @@ async def test_a_paraphrase_scores_above_an_unrelated_question(
     assert response.json()["results"][1]["label"] is False
 
 
-async def test_rank_puts_the_answer_above_an_unrelated_sentence(
-        real_client: httpx.AsyncClient) -> None:
+async def test_rank_returns_candidates_in_score_order(real_client: httpx.AsyncClient) -> None:
     candidates = [OFF_TOPIC, ANSWER, "Bananas are a good source of potassium."]
     response = await real_client.post("/v1/match/rank",
                                       json={"query": RANK_QUERY, "candidates": candidates})
     assert response.status_code == 200
     results = response.json()["results"]
+    assert sorted(r["index"] for r in results) == [0, 1, 2]
+    assert [r["text"] for r in results] == [candidates[r["index"]] for r in results]
     scores = [r["score"] for r in results]
     assert scores == sorted(scores, reverse=True)
-    order = [r["index"] for r in results]
-    assert order.index(1) < order.index(0)
+
+
+async def test_rank_over_http_reproduces_the_wikiqa_dev_map(
+        real_client: httpx.AsyncClient) -> None:
+    """The default ranker, called through /v1/match/rank once per WikiQA dev question, gives
+    the MAP its card states (and the issue's target, >= 0.65)."""
+    dev = data_dir() / "wikiqa" / "WikiQA-dev.tsv"
+    if not dev.is_file():
+        pytest.skip(f"{dev} is absent (set MODELZOO_DATA_DIR to the shared data folder)")
+    questions: dict[str, tuple[str, list[str], list[int]]] = {}
+    for pair in read_pairs(dev)[1]:
+        _, sentences, labels = questions.setdefault(pair.group or "", (pair.a, [], []))
+        sentences.append(pair.b)
+        labels.append(pair.label)
+    groups, scores, gold = [], [], []
+    for qid, (query, sentences, labels) in questions.items():
+        response = await real_client.post("/v1/match/rank",
+                                          json={"query": query, "candidates": sentences})
+        assert response.status_code == 200
+        by_index = {r["index"]: r["score"] for r in response.json()["results"]}
+        groups += [qid] * len(sentences)
+        scores += [by_index[i] for i in range(len(sentences))]
+        gold += labels
+    mean_ap, _, n = map_mrr(groups, np.array(scores), np.array(gold))
+    models = (await real_client.get("/v1/match/models")).json()
+    card_map = next(m["metrics"]["map"] for m in models["models"]
+                    if m["name"] == models["default_rank"])
+    assert n == 122
+    assert mean_ap == pytest.approx(card_map, abs=2e-3)
+    assert mean_ap >= 0.65
 
 
 async def test_every_served_model_answers(real_client: httpx.AsyncClient,
