@@ -143,19 +143,19 @@ def load_vectors(path: Path, vocab: Vocab, dim: int) -> tuple[torch.Tensor, int]
 
 
 def _artifact_vectors(directory: Path, vocab: Vocab, dim: int) -> tuple[torch.Tensor, int]:
-    """The center vectors of a word2vec artifact (``model.safetensors`` + ``vocab.json``)."""
-    from safetensors.torch import load_file
+    """The served vectors of a word2vec artifact folder (center for skip-gram, context for
+    CBOW; :func:`models.word2vec.predictor.served_table`)."""
+    from models.word2vec.predictor import served_table
 
-    center = load_file(directory / "model.safetensors")["center"].float()
-    tokens = read_json(directory / VOCAB_FILE)["tokens"]
-    if center.size(1) != dim:
-        raise ValueError(f"{directory} has {center.size(1)}-d vectors but the model's "
+    w2v_vocab, table, _ = served_table(directory)
+    if table.size(1) != dim:
+        raise ValueError(f"{directory} has {table.size(1)}-d vectors but the model's "
                          f"embed_dim is {dim}; train word2vec with --embed-size {dim}")
     vectors, found = torch.zeros(len(vocab), dim), 0
-    for row, word in enumerate(tokens):
+    for row, word in enumerate(w2v_vocab.tokens):
         idx = vocab.stoi.get(word)
         if idx is not None and idx > 1:
-            vectors[idx], found = center[row], found + 1
+            vectors[idx], found = table[row].float(), found + 1
     return vectors, found
 
 

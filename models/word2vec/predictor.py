@@ -27,9 +27,11 @@ Neighbor = tuple[str, float]
 PLOT_MAX_WORDS = 100
 
 
-def _load_vectors(directory: Path, device: torch.device | str) -> tuple[WordVectors, dict]:
-    """The served table of one word2vec artifact folder (``config.json`` → ``served``:
-    ``center`` for skip-gram, ``context`` for CBOW) and its card.
+def served_table(directory: Path, device: torch.device | str = "cpu"
+                 ) -> tuple[Vocab, torch.Tensor, dict]:
+    """The served embedding table of one word2vec artifact folder (``config.json`` →
+    ``served``: ``center`` for skip-gram, ``context`` for CBOW): ``(vocab, (V, D) float16
+    table, card)``.
 
     Raises:
         ArtifactError: a file is missing or the table is absent.
@@ -39,7 +41,13 @@ def _load_vectors(directory: Path, device: torch.device | str) -> tuple[WordVect
     if key not in tensors:
         raise ArtifactError(f"{directory / WEIGHTS} has no '{key}' table (config.json "
                             f"names it); it holds {sorted(tensors)}")
-    return WordVectors(Vocab.load(directory), tensors[key]), card
+    return Vocab.load(directory), tensors[key], card
+
+
+def _load_vectors(directory: Path, device: torch.device | str) -> tuple[WordVectors, dict]:
+    """The served table of one word2vec artifact folder as cosine-ready vectors, and its card."""
+    vocab, table, card = served_table(directory, device)
+    return WordVectors(vocab, table), card
 
 
 class Word2VecPredictor:

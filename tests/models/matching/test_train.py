@@ -112,7 +112,10 @@ def test_pretrained_vectors_from_a_word2vec_artifact_folder(tmp_path: Path) -> N
 
     save_file({"center": torch.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, 4.0]])},
               tmp_path / "model.safetensors")
-    (tmp_path / "vocab.json").write_text(json.dumps({"tokens": ["the", "learn", "python"]}))
+    (tmp_path / "vocab.json").write_text(json.dumps({"tokens": ["the", "learn", "python"],
+                                                     "counts": [9, 5, 5]}))
+    (tmp_path / "config.json").write_text(json.dumps({"served": "center"}))
+    (tmp_path / "card.json").write_text("{}")
     vocab = Vocab.build([["learn", "python", "other"]], min_count=1)
     vectors, found = load_vectors(tmp_path, vocab, 2)
     assert found == 2
