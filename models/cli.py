@@ -1,7 +1,7 @@
 """The ``modelzoo`` command line: train, evaluate and serve.
 
-``modelzoo train <task>``, ``modelzoo evaluate <task>``, ``modelzoo manifest <task>``,
-``modelzoo quantize <task>``, ``modelzoo serve``.
+``modelzoo train <task>``, ``modelzoo evaluate <task>``, ``modelzoo ensemble matching``,
+``modelzoo manifest <task>``, ``modelzoo quantize <task>``, ``modelzoo serve``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ app = typer.Typer(help="modelzoo: train, evaluate and serve five classic models.
 train_app = typer.Typer(help="Train a model and write its artifact.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Evaluate a trained artifact.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+ensemble_app = typer.Typer(help="Combine trained models into a served ensemble.",
+                           no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(ensemble_app, name="ensemble")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -525,6 +528,54 @@ def evaluate_matching(
     except (UnknownItemError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(json.dumps(result, indent=2))
+
+
+@ensemble_app.command("matching")
+def ensemble_matching(
+    ctx: typer.Context,
+    members: Annotated[str, typer.Option(
+        help="Comma list of model folders of one dataset, e.g. esim-quora,dssm-quora.")],
+    name: Annotated[str | None, typer.Option(
+        help="Folder and served name of the ensemble; default ensemble-<dataset>.")] = None,
+    artifacts_dir_: Annotated[Path | None, typer.Option(
+        "--artifacts-dir", "--artifact-dir",
+        help="Matching artifact folder holding the members (default: "
+        "$MODELZOO_ARTIFACTS_DIR/matching); the ensemble is written in it.")] = None,
+    data_dir_: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Folder holding quora/ and wikiqa/ (the dev split is scored).")
+    ] = None,
+    device: str = "cpu",
+    verbose: bool = False,
+) -> None:
+    """Serve the mean of several matching models' probabilities as one model.
+
+    Scores the members' dev split, tunes the threshold on the average, writes
+    <artifacts-dir>/<name>/ (ensemble.json + card.json; no weights) and rewrites the index
+    card (the ensemble becomes the default when its dev metric is the best) and manifest. A
+    manifest.json present is checked first.
+    """
+    from models.common.artifacts import ArtifactError
+    from models.common.manifest import MANIFEST, verify_manifest
+    from models.matching.ensemble import build_ensemble
+
+    _setup_logging(verbose)
+    root = artifacts_dir_ or artifacts_dir() / "matching"
+    if not root.is_dir():
+        raise typer.BadParameter(f"{root} is not a folder; give --artifacts-dir")
+    try:
+        if (root / MANIFEST).is_file():  # the index changes on purpose; nothing else may have
+            verify_manifest(root)
+        card = build_ensemble(root, [m.strip() for m in members.split(",") if m.strip()],
+                              data_dir_ or data_dir(), name, device, _command_line(ctx))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    except (ArtifactError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps({"out_dir": str(root / card["name"]), "members": card["members"],
+                           "metrics": card["metrics"],
+                           "held_out_half_accuracy": card["held_out_half_accuracy"],
+                           "members_on_dev": card["members_on_dev"]}, indent=2))
 
 
 @app.command()

@@ -1,5 +1,5 @@
 """Text-pair matching: duplicate-question scoring and answer ranking (DSSM, MV-LSTM,
-MatchPyramid, ESIM)."""
+MatchPyramid, ESIM, and ensembles averaging their probabilities)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.batching import cancel_on_disconnect
 from app.deps import MatchingDep, SettingsDep, get_batcher, require_json
-from app.errors import BATCHED_ERROR_RESPONSES, ERROR_RESPONSES, APIError, ErrorResponse
+from app.errors import BATCHED_ERROR_RESPONSES, ERROR_RESPONSES, APIError, error_doc
 from app.schemas.matching import (
     MatchModelInfo,
     MatchModelsResponse,
@@ -25,9 +25,12 @@ from models.matching.predictor import MatchingPredictor
 
 router = APIRouter(prefix="/v1", tags=["matching"])
 
-_NOT_FOUND: dict[int | str, dict[str, object]] = {404: {
-    "model": ErrorResponse,
-    "description": "Unknown `model`; the message lists the served models."}}
+_NOT_FOUND: dict[int | str, dict[str, object]] = {404: error_doc(
+    "Unknown `model`; the message lists the served models.", "not_found",
+    "unknown model 'bert'; served models: dssm-quora, dssm-wikiqa, ensemble-quora, esim-quora, "
+    "esim-wikiqa, matchpyramid-quora, matchpyramid-wikiqa, mvlstm-quora, mvlstm-wikiqa",
+    {"models": ["dssm-quora", "dssm-wikiqa", "ensemble-quora", "esim-quora", "esim-wikiqa",
+                "matchpyramid-quora", "matchpyramid-wikiqa", "mvlstm-quora", "mvlstm-wikiqa"]})}
 
 
 def _check_chars(texts: list[tuple[str, str]], settings: SettingsDep) -> None:
@@ -127,7 +130,9 @@ async def rank(body: RankRequest, model: MatchingDep, settings: SettingsDep) -> 
     "/match/models", response_model=MatchModelsResponse,
     summary="List the matching models",
     description="Every served matching model (architecture, training dataset, decision "
-    "threshold, dev metrics, parameters) and which one each endpoint uses by default.",
+    "threshold, dev metrics, parameters) and which one each endpoint uses by default. An "
+    "ensemble (`arch` `ensemble`) scores a pair with the mean of its `members`' "
+    "probabilities and is the default when its dev metric is the best.",
     responses={503: ERROR_RESPONSES[503]},
 )
 async def match_models(model: MatchingDep) -> MatchModelsResponse:

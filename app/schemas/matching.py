@@ -8,9 +8,9 @@ from pydantic import BaseModel, Field, model_validator
 
 MODEL_NAME = Field(
     default=None, min_length=1, max_length=100,
-    description="Served model to use (`<arch>-<dataset>`, e.g. `esim-quora`; see "
-    "`GET /v1/match/models`); default: the best on Quora dev accuracy for `/v1/match`, the "
-    "best on WikiQA dev MAP for `/v1/match/rank`.")
+    description="Served model to use (`<arch>-<dataset>`, e.g. `esim-quora`, or an ensemble "
+    "such as `ensemble-quora`; see `GET /v1/match/models`); default: the best on Quora dev "
+    "accuracy for `/v1/match`, the best on WikiQA dev MAP for `/v1/match/rank`.")
 
 
 def _blank(text: str) -> bool:
@@ -96,6 +96,13 @@ class MatchResponse(BaseModel):
     """One result per pair, in request order; the one-pair form also has ``score`` and
     ``label`` at the top level."""
 
+    model_config = {"json_schema_extra": {"examples": [
+        {"model": "ensemble-quora", "threshold": 0.446711, "score": 0.741716, "label": True,
+         "results": [{"score": 0.741716, "label": True}]},
+        {"model": "ensemble-quora", "threshold": 0.446711,
+         "results": [{"score": 0.949293, "label": True}, {"score": 0.013605, "label": False}]},
+    ]}}
+
     model: str = Field(description="The model that scored the pairs.")
     threshold: float = Field(
         description="Decision threshold on `score`, tuned for accuracy on the model's dev "
@@ -158,6 +165,15 @@ class RankedCandidateOut(BaseModel):
 class RankResponse(BaseModel):
     """Candidates sorted by score, best first (ties keep request order)."""
 
+    model_config = {"json_schema_extra": {"examples": [{"model": "esim-wikiqa", "results": [
+        {"index": 1, "text": "A glacier cave is a cave formed within the ice of a glacier.",
+         "score": 0.213647},
+        {"index": 2, "text": "Glacier caves are often called ice caves, but this term is "
+         "properly used to describe bedrock caves that contain year-round ice.",
+         "score": 0.060155},
+        {"index": 0, "text": "The ice facade is approximately 60 m high.", "score": 0.012786},
+    ]}]}}
+
     model: str = Field(description="The model that scored the candidates.")
     results: list[RankedCandidateOut]
 
@@ -166,18 +182,37 @@ class MatchModelInfo(BaseModel):
     """One served matching model."""
 
     name: str = Field(description="Its name, to pass as `model`.")
-    arch: str = Field(description="Architecture: dssm, mvlstm, matchpyramid or esim.")
+    arch: str = Field(description="Architecture: dssm, mvlstm, matchpyramid, esim, or "
+                      "ensemble (the mean of its `members`' probabilities).")
     dataset: str | None = Field(description="Training dataset (quora or wikiqa).")
     threshold: float = Field(description="Decision threshold of `label` on `/v1/match`.")
     metrics: dict[str, Any] = Field(description="Dev-split metrics from its model card.")
-    params: int | None = Field(description="Number of parameters.")
+    params: int | None = Field(
+        description="Number of parameters (an ensemble: its members' total).")
     default_for: list[str] = Field(
         description="The uses it is the default for: `match` (/v1/match), `rank` "
         "(/v1/match/rank).")
+    members: list[str] | None = Field(
+        default=None, description="An ensemble's member models (its score is the mean of "
+        "their probabilities); null for a single model.")
 
 
 class MatchModelsResponse(BaseModel):
     """The served matching models and the defaults."""
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "default_match": "ensemble-quora", "default_rank": "esim-wikiqa", "models": [
+            {"name": "ensemble-quora", "arch": "ensemble", "dataset": "quora",
+             "threshold": 0.446711,
+             "metrics": {"accuracy": 0.8256, "f1": 0.8295, "threshold": 0.4467,
+                         "accuracy_at_0.5": 0.8161, "f1_at_0.5": 0.8143},
+             "params": 10504893, "default_for": ["match"],
+             "members": ["esim-quora", "dssm-quora"]},
+            {"name": "esim-wikiqa", "arch": "esim", "dataset": "wikiqa", "threshold": 0.183564,
+             "metrics": {"map": 0.6694, "mrr": 0.6741, "questions": 122, "threshold": 0.1836,
+                         "f1": 0.3198},
+             "params": 5496147, "default_for": ["rank"], "members": None},
+        ]}]}}
 
     default_match: str = Field(description="Model used by `/v1/match` without `model`.")
     default_rank: str = Field(description="Model used by `/v1/match/rank` without `model`.")

@@ -2,14 +2,16 @@
 
 The artifact folder ``artifacts/matching/`` holds one sub-folder per trained model
 (``<arch>-<dataset>``: ``model.safetensors`` in float16, ``config.json``, ``vocab.json``,
-``card.json``) and an index ``card.json`` naming the default model for pair scoring (best
-Quora dev accuracy) and for ranking (best WikiQA dev MAP).
+``card.json``), optionally ensemble sub-folders (``ensemble.json`` naming member model
+folders of the same dataset, and ``card.json``; no weights of their own: see
+:class:`EnsembleMatcher`), and an index ``card.json`` naming the default model for pair
+scoring (best Quora dev accuracy) and for ranking (best WikiQA dev MAP), ensembles included.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +28,8 @@ from models.matching.model import build_model
 log = logging.getLogger(__name__)
 
 VOCAB_FILE = "vocab.json"
+ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_ARCH = "ensemble"
 Use = Literal["match", "rank"]
 DATASET_OF_USE: dict[str, str] = {"match": "quora", "rank": "wikiqa"}
 
@@ -77,6 +81,67 @@ class Matcher:
         return out
 
 
+def mean_probabilities(per_member: Sequence[Sequence[float]]) -> list[float]:
+    """Unweighted mean over members: ``(M, N)`` probabilities → ``(N,)``, summed in member order.
+
+    Raises:
+        ValueError: no member, or members with different numbers of pairs.
+    """
+    if not per_member:
+        raise ValueError("an ensemble needs at least one member")
+    return [sum(ps) / len(ps) for ps in zip(*per_member, strict=True)]
+
+
+@dataclass
+class EnsembleMatcher:
+    """A served model whose match probability is the mean of its members' probabilities
+    (model averaging / ensembling of probabilities: Dietterich 2000, "Ensemble Methods in
+    Machine Learning"; models built differently make partly independent errors, which an
+    unweighted average of their probabilities partly cancels).
+
+    It has the interface of :class:`Matcher` (``name``, ``threshold``, ``config``, ``card``,
+    ``probabilities``) but no network of its own: ``model`` is ``None``, the members are the
+    predictor's own loaded model folders (not loaded twice; int8 quantization and CUDA casts
+    apply to them as served models).
+
+    Attributes:
+        name: the served name, its folder's (``ensemble-quora``, ...).
+        members: the member matchers, all trained on ``config["dataset"]``.
+        config: ``ensemble.json``: ``arch`` (``"ensemble"``), ``members`` (folder names),
+            ``dataset``, ``threshold`` (tuned for accuracy on dev for Quora, F1 for WikiQA,
+            on the averaged probability).
+        card: the ensemble's ``card.json`` (dev metrics of the average, ``members``).
+    """
+
+    name: str
+    members: list[Matcher]
+    config: dict[str, Any]
+    card: dict[str, Any]
+
+    @property
+    def model(self) -> None:
+        """No network of its own (``models.common.predictor.predictor_modules`` skips it)."""
+        return None
+
+    @property
+    def threshold(self) -> float:
+        """Decision threshold on the averaged probability, tuned on the dev split."""
+        return float(self.config.get("threshold", 0.5))
+
+    def member_probabilities(self, pairs: Sequence[tuple[list[str], list[str]]],
+                             device: torch.device, batch_size: int = 64) -> list[list[float]]:
+        """``(M, N)``: each member's match probabilities of the token-list pairs, in order."""
+        return [m.probabilities(pairs, device, batch_size) for m in self.members]
+
+    def probabilities(self, pairs: Sequence[tuple[list[str], list[str]]], device: torch.device,
+                      batch_size: int = 64) -> list[float]:
+        """``(N,)`` mean of the members' match probabilities, in input order."""
+        return mean_probabilities(self.member_probabilities(pairs, device, batch_size))
+
+
+ServedMatcher = Matcher | EnsembleMatcher
+
+
 @dataclass
 class MatchResult:
     """Scores of text pairs from one model: ``scores[i]`` is the probability that pair i
@@ -122,11 +187,50 @@ def load_matcher(directory: Path, device: torch.device, quantize: bool) -> Match
     return Matcher(directory.name, model.to(device), featurizer, config, card)
 
 
+def load_ensemble(directory: Path, models: Mapping[str, Matcher]) -> EnsembleMatcher:
+    """Rebuild one ensemble folder over the already loaded model folders it names.
+
+    Args:
+        directory: the folder holding ``ensemble.json`` and ``card.json``.
+        models: the loaded model folders of the same artifact folder, by name.
+
+    Raises:
+        ArtifactError: a malformed ``ensemble.json``, a member that is not a loaded model
+            folder (missing, or itself an ensemble; the message names it), or members
+            trained on another dataset than the ensemble's.
+    """
+    config, card = read_json(directory / ENSEMBLE_FILE), read_json(directory / CARD)
+    where = directory / ENSEMBLE_FILE
+    names = config.get("members") if isinstance(config, dict) else None
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise ArtifactError(f"{where}: 'members' must be a non-empty list of model folder "
+                            "names; rebuild it with 'modelzoo ensemble matching --members ...'")
+    missing = [n for n in names if n not in models]
+    if missing:
+        raise ArtifactError(
+            f"ensemble {directory.name}: member {', '.join(missing)} is not a model folder "
+            f"(<arch>-<dataset>/{CONFIG}) of {directory.parent}; model folders: "
+            f"{', '.join(sorted(models)) or 'none'}. Restore the member or rebuild the "
+            "ensemble with 'modelzoo ensemble matching --members ...'")
+    dataset = config.get("dataset")
+    other = {n: models[n].config.get("dataset") for n in names
+             if models[n].config.get("dataset") != dataset}
+    if other:
+        raise ArtifactError(f"ensemble {directory.name} is for {dataset!r} but its members "
+                            f"{other} were trained on another dataset")
+    try:
+        threshold = float(config["threshold"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{where}: 'threshold' must be a number") from exc
+    config = {**config, "arch": ENSEMBLE_ARCH, "threshold": threshold}
+    return EnsembleMatcher(directory.name, [models[n] for n in names], config, card)
+
+
 class MatchingPredictor:
     """Scores text pairs (duplicate questions) and ranks candidates (answer selection).
 
     Args:
-        matchers: the loaded models by name.
+        matchers: the loaded models and ensembles by name.
         card: the index ``card.json`` (``default_match``, ``default_rank``).
         device: where the models run.
         quantized: int8 dynamic quantization applied.
@@ -134,20 +238,23 @@ class MatchingPredictor:
 
     task = "matching"
 
-    def __init__(self, matchers: dict[str, Matcher], card: dict[str, Any],
+    def __init__(self, matchers: Mapping[str, ServedMatcher], card: dict[str, Any],
                  device: torch.device, quantized: bool) -> None:
         if not matchers:
             raise ArtifactError("no matching model to serve")
-        self.matchers, self.card, self.device, self.quantized = matchers, card, device, quantized
+        self.matchers: dict[str, ServedMatcher] = dict(matchers)
+        self.card, self.device, self.quantized = card, device, quantized
         self.defaults: dict[str, str] = {use: self._default(use) for use in ("match", "rank")}
 
     @classmethod
     def load(cls, artifact_dir: Path, device: torch.device | str = "cpu",
              quantize: bool = False) -> MatchingPredictor:
-        """Load every model sub-folder of ``artifact_dir`` (those holding ``config.json``).
+        """Load every model sub-folder of ``artifact_dir`` (those holding ``config.json``),
+        then every ensemble sub-folder (``ensemble.json``) over them.
 
         Raises:
-            ArtifactError: no model folder, or a folder that cannot be loaded.
+            ArtifactError: no model folder, a folder that cannot be loaded, or an ensemble
+                whose member is not among the model folders.
         """
         device = torch.device("cpu") if quantize else torch.device(device)
         card = read_json(artifact_dir / CARD) if (artifact_dir / CARD).is_file() else {}
@@ -155,7 +262,11 @@ class MatchingPredictor:
         if not folders:
             raise ArtifactError(f"{artifact_dir} holds no model folder (<arch>-<dataset>/"
                                 f"{CONFIG}); train one with 'modelzoo train matching'")
-        matchers = {p.name: load_matcher(p, device, quantize) for p in folders}
+        models = {p.name: load_matcher(p, device, quantize) for p in folders}
+        ensembles = sorted(p for p in artifact_dir.iterdir()
+                           if (p / ENSEMBLE_FILE).is_file() and not (p / CONFIG).is_file())
+        matchers: dict[str, ServedMatcher] = dict(models)
+        matchers |= {p.name: load_ensemble(p, models) for p in ensembles}
         return cls(matchers, card, device, quantize)
 
     def warmup(self) -> None:
@@ -173,7 +284,7 @@ class MatchingPredictor:
         key = "accuracy" if dataset == "quora" else "map"
         return max(pool, key=lambda m: m.card.get("metrics", {}).get(key, 0.0)).name
 
-    def resolve(self, model: str | None, use: Use) -> Matcher:
+    def resolve(self, model: str | None, use: Use) -> ServedMatcher:
         """The matcher named ``model``, or the default for ``use``.
 
         Raises:
@@ -187,13 +298,16 @@ class MatchingPredictor:
         return self.matchers[name]
 
     def models_info(self) -> list[dict[str, Any]]:
-        """Each served model: name, arch, dataset, threshold, dev metrics, parameter count,
-        and the uses (``match`` / ``rank``) it is the default for."""
+        """Each served model: name, arch (``ensemble`` for an ensemble), dataset, threshold,
+        dev metrics, parameter count (an ensemble: its members' total), the uses (``match`` /
+        ``rank``) it is the default for, and an ensemble's ``members`` (``None`` otherwise)."""
         return [{
             "name": name, "arch": m.config["arch"], "dataset": m.config.get("dataset"),
             "threshold": m.threshold, "metrics": m.card.get("metrics", {}),
             "params": m.card.get("params"),
             "default_for": [use for use, d in self.defaults.items() if d == name],
+            "members": ([x.name for x in m.members] if isinstance(m, EnsembleMatcher)
+                        else None),
         } for name, m in sorted(self.matchers.items())]
 
     @staticmethod

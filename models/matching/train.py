@@ -45,7 +45,7 @@ from models.matching.data import (
 )
 from models.matching.features import Featurizer, Vocab, tokenize
 from models.matching.model import ARCHS, build_model
-from models.matching.predictor import VOCAB_FILE, Matcher
+from models.matching.predictor import ENSEMBLE_FILE, VOCAB_FILE, Matcher
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 Example = tuple[list[str], list[str], int, str | None]  # tokens a, tokens b, label, group
+
+EVAL_SPLITS: dict[str, str] = {  # what the dev metrics of a card are computed on
+    "quora": "quora/dev.tsv.gz (BiMPM partition dev, 10,000 pairs, 50/50)",
+    "wikiqa": "wikiqa/WikiQA-dev.tsv (MAP/MRR over the 122 filtered questions)"}
 
 
 @dataclass
@@ -327,13 +331,11 @@ def write_artifact(model: nn.Module, vocab: Vocab, model_cfg: dict[str, Any],
     config = {"arch": cfg.arch, "model": model_cfg, "dataset": cfg.dataset,
               "featurizer": {"n_buckets": cfg.n_buckets, "max_len": cfg.max_len},
               "threshold": round(metrics["threshold"], 6)}
-    split = {"quora": "quora/dev.tsv.gz (BiMPM partition dev, 10,000 pairs, 50/50)",
-             "wikiqa": "wikiqa/WikiQA-dev.tsv (MAP/MRR over the 122 filtered questions)"}
     card = {
         "task": "matching", "name": cfg.name, "arch": type(model).__name__,
         "dataset": {"name": cfg.dataset, "train_split": str(split_path(Path(), cfg.dataset,
                                                                           "train")),
-                    "eval_split": split[cfg.dataset],
+                    "eval_split": EVAL_SPLITS[cfg.dataset],
                     "note": ("dev is used for early stopping and for the threshold; no test "
                              "split is available here")},
         "metrics": {k: round(v, 4) for k, v in metrics.items()},
@@ -358,13 +360,17 @@ def write_artifact(model: nn.Module, vocab: Vocab, model_cfg: dict[str, Any],
 
 
 def write_index(root: Path) -> dict[str, Any]:
-    """(Re)write ``root/card.json`` (every model's dev metrics; the default for pair scoring
-    is the best Quora accuracy, for ranking the best WikiQA MAP) and ``root/manifest.json``."""
+    """(Re)write ``root/card.json`` (every model's and ensemble's dev metrics, an ensemble's
+    ``members``; the default for pair scoring is the best Quora accuracy, for ranking the
+    best WikiQA MAP, ensembles included) and ``root/manifest.json``."""
     models = {}
-    for d in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
+    for d in sorted(p for p in root.iterdir()
+                    if (p / "config.json").is_file() or (p / ENSEMBLE_FILE).is_file()):
         card = read_json(d / "card.json")
         models[d.name] = {"arch": card["arch"], "dataset": card["dataset"]["name"],
                           "metrics": card["metrics"], "params": card["params"]}
+        if "members" in card:
+            models[d.name]["members"] = card["members"]
     index: dict[str, Any] = {"task": "matching", "models": models}
     for use, dataset in (("match", "quora"), ("rank", "wikiqa")):
         pool = {n: m for n, m in models.items() if m["dataset"] == dataset}

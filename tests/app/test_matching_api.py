@@ -1,4 +1,5 @@
-"""POST /v1/match, POST /v1/match/rank and GET /v1/match/models on tiny untrained DSSMs."""
+"""POST /v1/match, POST /v1/match/rank and GET /v1/match/models on tiny untrained DSSMs
+(and an ensemble of two of them)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 
 from app.config import Settings
 from models.common.artifacts import save_artifact, write_json
+from models.matching.ensemble import write_ensemble
 from models.matching.features import SPECIALS
 from models.matching.model import build_model
 from tests.conftest import running_app
@@ -290,3 +292,41 @@ async def test_matching_is_listed_in_the_openapi_schema(m_client: httpx.AsyncCli
     assert components["MatchRequest"]["examples"]
     assert components["RankRequest"]["examples"]
 
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two tiny Quora DSSMs, one WikiQA DSSM and ``ensemble-quora`` over the Quora pair,
+    whose card states the best Quora accuracy (no index card: the predictor picks)."""
+    root = tmp_path_factory.mktemp("matching_ensemble")
+    write_tiny_matcher(root, "dssm-quora", "quora", {"accuracy": 0.5}, seed=0)
+    write_tiny_matcher(root, "other-quora", "quora", {"accuracy": 0.6}, seed=2)
+    write_tiny_matcher(root, "dssm-wikiqa", "wikiqa", {"map": 0.5}, seed=1)
+    write_ensemble(root / "matching" / "ensemble-quora",
+                   {"arch": "ensemble", "members": ["dssm-quora", "other-quora"],
+                    "dataset": "quora", "threshold": 0.45},
+                   {"arch": "ensemble", "metrics": {"accuracy": 0.7}, "params": 2,
+                    "members": ["dssm-quora", "other-quora"]})
+    return root
+
+
+async def test_an_ensemble_is_listed_with_its_members_and_is_the_default(
+        tiny_ensemble_root: Path) -> None:
+    async with running_app(_settings(tiny_ensemble_root)) as client:
+        listing = await client.get(MODELS)
+        a, b = PAIRS[0]
+        default = await client.post(MATCH, json={"text_a": a, "text_b": b})
+        members = [await _score(client, a, b, model=m) for m in ("dssm-quora", "other-quora")]
+    assert listing.status_code == 200
+    body = listing.json()
+    assert body["default_match"] == "ensemble-quora" and body["default_rank"] == "dssm-wikiqa"
+    by_name = {m["name"]: m for m in body["models"]}
+    ensemble = by_name["ensemble-quora"]
+    assert ensemble["arch"] == "ensemble" and ensemble["dataset"] == "quora"
+    assert ensemble["members"] == ["dssm-quora", "other-quora"]
+    assert ensemble["default_for"] == ["match"] and ensemble["threshold"] == 0.45
+    assert by_name["dssm-quora"]["members"] is None
+    assert default.status_code == 200
+    assert default.json()["model"] == "ensemble-quora"
+    assert default.json()["threshold"] == 0.45
+    assert default.json()["score"] == pytest.approx(sum(members) / 2, abs=1e-5)

@@ -129,3 +129,32 @@ async def test_defaults_are_served_models(real_client: httpx.AsyncClient,
                                                                "text_b": "qwrtp zzqx"})
     assert unknown_words.status_code == 200
     assert 0.0 <= unknown_words.json()["score"] <= 1.0
+
+
+async def test_the_quora_ensemble_averages_its_members(real_client: httpx.AsyncClient) -> None:
+    """ensemble-quora (esim-quora + dssm-quora, 'modelzoo ensemble matching') is listed with
+    its members, is the /v1/match default (best Quora dev accuracy) and scores the mean."""
+    if not (ARTIFACTS / "matching" / "ensemble-quora" / "ensemble.json").is_file():
+        pytest.skip("artifacts/matching/ensemble-quora is absent (modelzoo ensemble matching "
+                    "--members esim-quora,dssm-quora)")
+    listing = await real_client.get("/v1/match/models")
+    assert listing.status_code == 200
+    by_name = {m["name"]: m for m in listing.json()["models"]}
+    ensemble = by_name["ensemble-quora"]
+    assert ensemble["arch"] == "ensemble" and ensemble["members"] == ["esim-quora", "dssm-quora"]
+    best = max((m for m in by_name.values() if m["dataset"] == "quora"),
+               key=lambda m: m["metrics"]["accuracy"])
+    assert listing.json()["default_match"] == best["name"] == "ensemble-quora"
+    pairs = [{"text_a": QUESTION, "text_b": PARAPHRASE}, {"text_a": QUESTION, "text_b": UNRELATED}]
+    scores = {}
+    for name in ("ensemble-quora", "esim-quora", "dssm-quora"):
+        response = await real_client.post("/v1/match", json={"pairs": pairs, "model": name})
+        assert response.status_code == 200, name
+        assert response.json()["model"] == name
+        scores[name] = [r["score"] for r in response.json()["results"]]
+    mean = [(a + b) / 2 for a, b in zip(scores["esim-quora"], scores["dssm-quora"], strict=True)]
+    assert scores["ensemble-quora"] == pytest.approx(mean, abs=1e-5)
+    assert scores["ensemble-quora"][0] > scores["ensemble-quora"][1]
+    default = await real_client.post("/v1/match", json={"pairs": pairs})
+    assert default.status_code == 200 and default.json()["model"] == "ensemble-quora"
+    assert default.json()["threshold"] == pytest.approx(ensemble["threshold"])
