@@ -131,20 +131,39 @@ def install_error_handlers(app: FastAPI) -> None:
                               headers={"X-Request-ID": request_id} if request_id else None)
 
 
+def error_doc(description: str, code: str, message: str,
+              details: Any = None) -> dict[str, Any]:
+    """One entry of a route's ``responses=``: the error shape, when it happens, an example."""
+    example = {"error": {"code": code, "message": message, "details": details}}
+    return {"model": ErrorResponse, "description": description,
+            "content": {"application/json": {"example": example}}}
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "The body cannot be parsed (not UTF-8, or "
-          "malformed multipart)."},
-    422: {"model": ErrorResponse, "description": "Invalid input; the message says what to fix."},
-    413: {"model": ErrorResponse, "description": "Request body too large."},
-    415: {"model": ErrorResponse, "description": "Body is not application/json."},
-    503: {"model": ErrorResponse, "description": "The model is not loaded (yet)."},
+    400: error_doc("The body cannot be parsed (not UTF-8, or malformed multipart).",
+                   "bad_request", "There was an error parsing the body"),
+    422: error_doc("Invalid input; the message says what to fix.", "validation_error",
+                   "invalid request: body.k: Input should be greater than or equal to 1",
+                   [{"loc": ["body", "k"], "msg": "Input should be greater than or equal to 1",
+                     "type": "greater_than_equal"}]),
+    413: error_doc("Request body too large.", "payload_too_large",
+                   "request body is larger than the limit of 1000000 bytes; send less"),
+    415: error_doc("Body is not application/json.", "unsupported_media_type",
+                   "send the body as JSON with 'Content-Type: application/json' (got "
+                   "'application/x-www-form-urlencoded')"),
+    503: error_doc("The model is not loaded (yet).", "unavailable",
+                   "model 'lm' is not configured: add it to MODELZOO_MODELS (now 'word2vec')"),
 }
 
 # routes served through the dynamic batcher (app.batching)
 BATCHED_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
-    503: {"model": ErrorResponse, "description": "The model is not loaded (yet), or its "
-          "batch queue is full (MODELZOO_BATCH_QUEUE_SIZE); see Retry-After."},
-    504: {"model": ErrorResponse, "description": "Not answered within "
-          "MODELZOO_REQUEST_TIMEOUT_S."},
+    503: error_doc("The model is not loaded (yet), or its batch queue is full "
+                   "(MODELZOO_BATCH_QUEUE_SIZE); see Retry-After.", "overloaded",
+                   "the translation queue is full (256 of 256 items waiting, this request "
+                   "adds 1; MODELZOO_BATCH_QUEUE_SIZE); retry in 1 s"),
+    504: error_doc("Not answered within MODELZOO_REQUEST_TIMEOUT_S.", "timeout",
+                   "the translation request was not answered within 30 s "
+                   "(MODELZOO_REQUEST_TIMEOUT_S); the server is busy, retry later",
+                   {"timeout_s": 30.0, "task": "translation"}),
 }

@@ -100,4 +100,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(matching.router)
     app.include_router(demo.router)
     app.include_router(docs.router)
+    docs.keep_nulls_in_examples(app)
     return app

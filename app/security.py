@@ -114,8 +114,12 @@ def add_api_key_to_openapi(app: FastAPI) -> None:
             "type": "apiKey", "in": "header", "name": API_KEY_HEADER,
             "description": "One of the keys in MODELZOO_API_KEYS.",
         }
+        example = {"error": {
+            "code": "unauthorized", "details": {"header": API_KEY_HEADER},
+            "message": f"missing API key: send one of the service's keys in the "
+            f"{API_KEY_HEADER} header (WWW-Authenticate: {CHALLENGE})"}}
         error = ({"content": {"application/json": {
-            "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+            "schema": {"$ref": "#/components/schemas/ErrorResponse"}, "example": example}}}
             if "ErrorResponse" in components.get("schemas", {}) else {})
         for path, operations in schema.get("paths", {}).items():
             if not is_protected(path):

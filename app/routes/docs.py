@@ -7,9 +7,10 @@ The assets are Swagger UI 5 and ReDoc as bundled by the ``fastapi-offline`` pack
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import fastapi_offline
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -17,6 +18,7 @@ from fastapi.openapi.docs import (
 )
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 ASSETS = "/docs-assets"
@@ -50,3 +52,40 @@ def redoc(request: Request) -> HTMLResponse:
                           title=f"{request.app.title} — reference",
                           redoc_js_url=f"{ASSETS}/redoc.standalone.js",
                           redoc_favicon_url=f"{ASSETS}/favicon.png", with_google_fonts=False)
+
+
+def _app_models() -> dict[str, type[BaseModel]]:
+    """The pydantic models defined in ``app.*`` modules, by class name."""
+    found: dict[str, type[BaseModel]] = {}
+    todo = list(BaseModel.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__module__.startswith("app."):
+            found[cls.__name__] = cls
+    return found
+
+
+def keep_nulls_in_examples(app: FastAPI) -> None:
+    """Put the models' own ``examples`` back into the OpenAPI schema.
+
+    FastAPI drops every ``null`` from the document, examples included (fastapi/fastapi#5559),
+    so the ``"neighbors": null`` of an unknown word would vanish from the example answer of
+    ``/v1/word2vec/neighbors/batch``, leaving an example its own schema refuses.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        models = _app_models()
+        for name, component in schema.get("components", {}).get("schemas", {}).items():
+            model = models.get(name.removesuffix("-Output").removesuffix("-Input"))
+            extra = model.model_config.get("json_schema_extra") if model else None
+            if isinstance(extra, dict) and "examples" in extra:
+                component["examples"] = extra["examples"]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

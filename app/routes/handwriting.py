@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import HandwritingDep, SettingsDep
-from app.errors import ERROR_RESPONSES, APIError, ErrorResponse
+from app.errors import ERROR_RESPONSES, APIError, error_doc
 from app.schemas.handwriting import Alternative, Character, RecognizeResponse
 from models.handwriting.predictor import Recognition, annotate
 
@@ -23,7 +23,17 @@ GENERIC_TYPES = ("", "application/octet-stream")
 
 UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
-    415: {"model": ErrorResponse, "description": "Not an image upload."},
+    413: error_doc("The upload is over MODELZOO_MAX_UPLOAD_BYTES, or the decoded image over "
+                   "MODELZOO_HANDWRITING_MAX_PIXELS (`image_too_large`).", "image_too_large",
+                   "the image is 7000×7000 = 49000000 pixels, more than the limit of 40000000; "
+                   "downscale it so that width × height <= 40000000 and send it again",
+                   {"width": 7000, "height": 7000, "max_pixels": 40000000}),
+    415: error_doc("Not an image upload.", "unsupported_media_type",
+                   "the file is 'text/markdown'; send a PNG, JPEG, WebP, BMP or TIFF image",
+                   {"accepted": list(IMAGE_TYPES)}),
+    422: error_doc("Invalid input: no `file` field, an empty file, or data that is not a "
+                   "readable image.", "invalid_input", "the data is not a readable image; "
+                   "send a complete PNG, JPEG, WebP, BMP or TIFF file"),
 }
 
 UPLOAD_DOC = ("The image as the multipart form field `file` (PNG, JPEG, WebP, BMP or TIFF; "
@@ -90,7 +100,13 @@ async def recognize(
              "the image itself (PNG) with each letter's box and prediction drawn on it; the "
              "text is in the `X-Text` header (JSON-escaped). " + UPLOAD_DOC,
              response_class=Response,
-             responses={200: {"content": {"image/png": {}}}, **UPLOAD_ERRORS})
+             responses={200: {"description": "The annotated image (PNG); the text in `X-Text`.",
+                              "content": {"image/png": {
+                                  "schema": {"type": "string", "format": "binary"}}},
+                              "headers": {"X-Text": {
+                                  "description": "The recognized text, JSON-escaped (a line "
+                                  "break is `\\n`).", "schema": {"type": "string"}}}},
+                        **UPLOAD_ERRORS})
 async def annotate_route(
     request: Request,
     file: Annotated[UploadFile, File(description="The image to read.")],

@@ -25,6 +25,12 @@ from models.lm.data import EOS
 
 router = APIRouter(prefix="/v1/lm", tags=["lm"], dependencies=[Depends(require_json)])
 
+# the real stream of {"prompt": "the company said", "max_tokens": 3, "seed": 7}
+STREAM_EXAMPLE = ('data: {"sample": 0, "token": "it"}\n\n'
+                  'data: {"sample": 0, "token": "developed"}\n\n'
+                  'data: {"sample": 0, "token": "a"}\n\n'
+                  'event: done\ndata: {"seed": 7}\n\n')
+
 
 def _check_limits(body: GenerateRequest, settings: SettingsDep) -> int:
     """Enforce the settings' bounds (422 naming the limit); return the seed to use."""
@@ -67,7 +73,10 @@ def generate(body: GenerateRequest, model: LMDep, settings: SettingsDep) -> Gene
              description="The same sampling as `/v1/lm/generate`, one `data:` event per token "
              '(`{"sample", "token"}`), then `event: done` with the seed. Closing the '
              "connection stops the generation.",
-             responses={200: {"content": {"text/event-stream": {}}}, **ERROR_RESPONSES})
+             response_class=StreamingResponse,
+             responses={200: {"description": "Server-sent events, one per token.",
+                              "content": {"text/event-stream": {"example": STREAM_EXAMPLE}}},
+                        **ERROR_RESPONSES})
 def generate_stream(body: GenerateRequest, model: LMDep,
                     settings: SettingsDep) -> StreamingResponse:
     seed = _check_limits(body, settings)

@@ -8,7 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Response
 
 from app.deps import SettingsDep, Word2VecDep, require_json
-from app.errors import ERROR_RESPONSES, APIError, ErrorResponse
+from app.errors import ERROR_RESPONSES, APIError, error_doc
 from app.schemas.word2vec import (
     AnalogyRequest,
     AnalogyResponse,
@@ -27,11 +27,15 @@ from app.schemas.word2vec import (
 router = APIRouter(prefix="/v1/word2vec", tags=["word2vec"], dependencies=[Depends(require_json)])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse,
-          "description": "A word is not in the vocabulary, or `model` names no served model."}
+    404: error_doc("A word is not in the vocabulary, or `model` names no served model.",
+                   "not_found", "not in the vocabulary: 'xyzzy'. The model knows the 9858 "
+                   "words of the Penn Treebank training set seen at least 5 times (lowercase, "
+                   "'<unk>' for rare words and 'N' for numbers)", {"unknown": ["xyzzy"]})
 }
 UNKNOWN_MODEL: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "`model` names no served model."}
+    404: error_doc("`model` names no served model.", "not_found",
+                   "unknown word2vec model 'glove': choose one of 'skipgram', 'cbow' "
+                   "(default 'skipgram')", {"models": ["skipgram", "cbow"]})
 }
 
 
@@ -115,8 +119,15 @@ def analogy(body: AnalogyRequest, model: Word2VecDep) -> AnalogyResponse:
     "`X-Unknown-Words` header (empty when all are known); the drawn words are in "
     "`X-Plotted-Words`. 422 for fewer than 2 distinct known words or more than 100 words.",
     responses={
-        200: {"content": {"image/png": {}},
-              "description": "The picture; headers `X-Unknown-Words`, `X-Plotted-Words`."},
+        200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+              "description": "The picture (1000x750 PNG); headers `X-Unknown-Words`, "
+              "`X-Plotted-Words`.",
+              "headers": {
+                  "X-Unknown-Words": {"description": "Words left out (not in the "
+                                      "vocabulary), percent-encoded, comma-separated; empty "
+                                      "when all are known.", "schema": {"type": "string"}},
+                  "X-Plotted-Words": {"description": "The words drawn, percent-encoded, "
+                                      "comma-separated.", "schema": {"type": "string"}}}},
         **ERROR_RESPONSES, **UNKNOWN_MODEL,
     },
 )

@@ -41,6 +41,15 @@ class Sample(BaseModel):
 class GenerateResponse(BaseModel):
     """Samples, the seed used and the prompt words that became <unk>."""
 
+    model_config = {"json_schema_extra": {"examples": [{"samples": [
+        {"text": "it made its proposal to acquire a <unk> business plan that has the effect "
+         "of it",
+         "tokens": ["it", "made", "its", "proposal", "to", "acquire", "a", "<unk>", "business",
+                    "plan", "that", "has", "the", "effect", "of", "it"]},
+        {"text": "it plans to accept N jobs in the N years",
+         "tokens": ["it", "plans", "to", "accept", "N", "jobs", "in", "the", "N", "years"]},
+    ], "seed": 7, "unknown_words": []}]}}
+
     samples: list[Sample]
     seed: int
     unknown_words: list[str]
@@ -62,6 +71,13 @@ class TokenScore(BaseModel):
 
 class ScoreResponse(BaseModel):
     """Per-token log-probabilities (a final <eos> included) and the perplexity."""
+
+    model_config = {"json_schema_extra": {"examples": [{"tokens": [
+        {"token": "the", "logprob": -1.566916}, {"token": "company", "logprob": -3.5303},
+        {"token": "said", "logprob": -1.798996}, {"token": "it", "logprob": -0.926947},
+        {"token": "expects", "logprob": -3.362694}, {"token": "higher", "logprob": -7.58597},
+        {"token": "earnings", "logprob": -2.594324}, {"token": "<eos>", "logprob": -2.934708},
+    ], "perplexity": 20.8553, "unknown_words": []}]}}
 
     tokens: list[TokenScore]
     perplexity: float

@@ -65,5 +65,13 @@ class TranslationOut(BaseModel):
 class TranslateResponse(BaseModel):
     """One translation per input text, in input order."""
 
+    model_config = {"json_schema_extra": {"examples": [
+        {"translations": [{"text": "A man is riding a bicycle.", "score": -1.6137}],
+         "beam_size": 5},
+        {"translations": [{"text": "Two dogs play in the snow.", "score": -0.7431},
+                          {"text": "A woman in a red hat is reading a book.", "score": -1.0625}],
+         "beam_size": 5},
+    ]}}
+
     translations: list[TranslationOut]
     beam_size: int

@@ -38,6 +38,13 @@ class NeighborsRequest(BaseModel):
 class NeighborsResponse(BaseModel):
     """The ``k`` nearest words by cosine, best first; the query word itself is excluded."""
 
+    model_config = {"json_schema_extra": {"examples": [{"word": "chip", "neighbors": [
+        {"word": "intel", "cosine": 0.744583}, {"word": "microprocessor", "cosine": 0.714299},
+        {"word": "microprocessors", "cosine": 0.711067}, {"word": "bugs", "cosine": 0.707347},
+        {"word": "high-end", "cosine": 0.660521}, {"word": "desktop", "cosine": 0.638999},
+        {"word": "compatible", "cosine": 0.632322}, {"word": "micro", "cosine": 0.603347},
+        {"word": "chips", "cosine": 0.602124}, {"word": "flaws", "cosine": 0.601341}]}]}}
+
     word: str = Field(description="The query as found in the vocabulary.")
     neighbors: list[Neighbor]
 
@@ -65,6 +72,21 @@ class BatchNeighborsItem(BaseModel):
 class BatchNeighborsResponse(BaseModel):
     """Answers in the order of the query words."""
 
+    model_config = {"json_schema_extra": {"examples": [{"results": [
+        {"word": "chip", "neighbors": [
+            {"word": "intel", "cosine": 0.744583}, {"word": "microprocessor", "cosine": 0.714299},
+            {"word": "microprocessors", "cosine": 0.711067}, {"word": "bugs", "cosine": 0.707347},
+            {"word": "high-end", "cosine": 0.660521}], "error": None},
+        {"word": "japan", "neighbors": [
+            {"word": "japanese", "cosine": 0.605682}, {"word": "furukawa", "cosine": 0.590519},
+            {"word": "toshiba", "cosine": 0.59023}, {"word": "importer", "cosine": 0.57948},
+            {"word": "nomura", "cosine": 0.577019}], "error": None},
+        {"word": "xyzzy", "neighbors": None,
+         "error": "not in the vocabulary: 'xyzzy'. The model knows the 9858 words of the Penn "
+         "Treebank training set seen at least 5 times (lowercase, '<unk>' for rare words and "
+         "'N' for numbers)"},
+    ]}]}}
+
     results: list[BatchNeighborsItem]
 
 
@@ -72,7 +94,8 @@ class SimilarityRequest(BaseModel):
     """Cosine similarity of word pairs."""
 
     model_config = {
-        "json_schema_extra": {"examples": [{"pairs": [["chip", "intel"], ["stock", "baby"]]}]}
+        "json_schema_extra": {"examples": [
+            {"pairs": [["chip", "intel"], ["stock", "baby"], ["chip", "xyzzy"]]}]}
     }
 
     pairs: list[tuple[Word, Word]] = Field(min_length=1, description="Pairs of words.")
@@ -89,6 +112,11 @@ class SimilarityItem(BaseModel):
 
 class SimilarityResponse(BaseModel):
     """Answers in the order of the pairs."""
+
+    model_config = {"json_schema_extra": {"examples": [{"results": [
+        {"pair": ["chip", "intel"], "cosine": 0.744583, "unknown": []},
+        {"pair": ["stock", "baby"], "cosine": 0.161705, "unknown": []},
+        {"pair": ["chip", "xyzzy"], "cosine": None, "unknown": ["xyzzy"]}]}]}}
 
     results: list[SimilarityItem]
 
@@ -109,6 +137,12 @@ class AnalogyRequest(BaseModel):
 
 class AnalogyResponse(BaseModel):
     """The ``k`` best answers, input words excluded."""
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "query": "king - man + woman", "answers": [
+            {"word": "michael", "cosine": 0.515706}, {"word": "burger", "cosine": 0.463174},
+            {"word": "beauty", "cosine": 0.45428}, {"word": "beverage", "cosine": 0.435674},
+            {"word": "universal", "cosine": 0.434784}]}]}}
 
     query: str = Field(description="The vector expression that was searched.")
     answers: list[Neighbor]
