@@ -1,4 +1,9 @@
-"""Dependencies injected into routes (``Annotated`` aliases, as in full-stack-fastapi-template)."""
+"""Dependencies injected into routes (``Annotated`` aliases, as in full-stack-fastapi-template).
+
+Every dependency here is ``async def``: none of them blocks (attribute and dict lookups), and
+FastAPI runs each plain ``def`` dependency in a worker thread, a thread hand-off per
+dependency per request (measured: ~1 ms of a /v1/match call on two cores).
+"""
 
 from __future__ import annotations
 
@@ -20,19 +25,19 @@ from models.translation.predictor import TranslationPredictor
 from models.word2vec.predictor import Word2VecPredictor
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     """The registry built in the lifespan."""
     registry: ModelRegistry = request.app.state.registry
     return registry
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     """The app's Prometheus metrics."""
     metrics: Metrics = request.app.state.metrics
     return metrics
@@ -43,7 +48,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Reject bodies that are not JSON with 415 (saying which content type to send)."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
@@ -82,35 +87,35 @@ def _ready(registry: ModelRegistry, task: str) -> Predictor:
         raise APIError(503, str(exc), headers={"Retry-After": "5"}) from exc
 
 
-def get_word2vec(registry: RegistryDep) -> Word2VecPredictor:
+async def get_word2vec(registry: RegistryDep) -> Word2VecPredictor:
     """The loaded word2vec predictor, or 503 while it is not ready."""
     predictor = _ready(registry, "word2vec")
     assert isinstance(predictor, Word2VecPredictor)
     return predictor
 
 
-def get_lm(registry: RegistryDep) -> LMPredictor:
+async def get_lm(registry: RegistryDep) -> LMPredictor:
     """The loaded language model, or 503 while it is not ready."""
     predictor = _ready(registry, "lm")
     assert isinstance(predictor, LMPredictor)
     return predictor
 
 
-def get_handwriting(registry: RegistryDep) -> HandwritingPredictor:
+async def get_handwriting(registry: RegistryDep) -> HandwritingPredictor:
     """The loaded handwriting recognizer, or 503 while it is not ready."""
     predictor = _ready(registry, "handwriting")
     assert isinstance(predictor, HandwritingPredictor)
     return predictor
 
 
-def get_translation(registry: RegistryDep) -> TranslationPredictor:
+async def get_translation(registry: RegistryDep) -> TranslationPredictor:
     """The loaded translator, or 503 while it is not ready."""
     predictor = _ready(registry, "translation")
     assert isinstance(predictor, TranslationPredictor)
     return predictor
 
 
-def get_matching(registry: RegistryDep) -> MatchingPredictor:
+async def get_matching(registry: RegistryDep) -> MatchingPredictor:
     """The loaded text-pair matchers, or 503 while they are not ready."""
     predictor = _ready(registry, "matching")
     assert isinstance(predictor, MatchingPredictor)

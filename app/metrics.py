@@ -158,6 +158,7 @@ class MetricsMiddleware:
                  access_log: bool = True, exclude: tuple[str, ...] = ("/metrics",)) -> None:
         self.app, self.metrics, self.router = app, metrics, router
         self.log, self.exclude = access_log, exclude
+        self._static: dict[tuple[str, str], str] = {}  # (method, path) -> its own template
         if access_log:
             configure_access_log()
 
@@ -165,7 +166,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route, method = route_template(self.router, scope), scope["method"]
+        route, method = self.template(scope), scope["method"]
         counted = route not in self.exclude
         status, sent = 500, 0
 
@@ -190,6 +191,18 @@ class MetricsMiddleware:
                 self.metrics.duration.labels(route=route, method=method).observe(elapsed)
             if self.log:
                 self._log(scope, route, status, elapsed, sent)
+
+    def template(self, scope: Scope) -> str:
+        """:func:`route_template`, remembered for routes without path parameters (a
+        route-table scan per request costs ~0.1 ms). Only paths that are their own template
+        are kept, so unknown or parametrised paths cannot grow the table."""
+        key = (scope["method"], scope.get("path", ""))
+        route = self._static.get(key)
+        if route is None:
+            route = route_template(self.router, scope)
+            if route == key[1]:
+                self._static[key] = route
+        return route
 
     @staticmethod
     def _log(scope: Scope, route: str, status: int, elapsed: float, sent: int) -> None:
