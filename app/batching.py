@@ -7,6 +7,12 @@ after the oldest item arrived for the batch to fill, then runs the synchronous b
 on a single-thread executor of its own (one batch per model at a time; the event loop never
 runs inference). Results are routed back to each request in its order.
 
+With ``max_wait_ms=0`` (the service's default) batching is *greedy*: a free worker takes
+at once everything queued for the oldest key, so a lone request waits for nothing, and
+under load a batch is what queued while the previous batch ran (NVIDIA Triton's dynamic
+batcher behaves the same with its default ``max_queue_delay_microseconds: 0``). A positive
+wait trades latency at low load for fuller batches.
+
 A request's items stay together and in order in the queue; one with more than
 ``max_batch_size`` items is split over consecutive batches, and its call returns when all of
 them are done. Behaviour at the edges:

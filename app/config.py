@@ -108,24 +108,30 @@ class Settings(BaseSettings):
     )
     batching: bool = Field(
         default=True,
-        description="Dynamic batching of /v1/translate, /v1/lm/score and /v1/match; false = "
-        "each request runs alone in the threadpool.",
+        description="Dynamic batching of /v1/translate, /v1/lm/score, /v1/match and the letter "
+        "classifier of /v1/handwriting/*; false = each request runs alone in the threadpool.",
     )
     translation_max_batch_size: int = Field(
         default=32, ge=1, le=1024, description="Most texts per batched translation call.")
     translation_max_wait_ms: float = Field(
-        default=5.0, ge=0.0, le=10_000.0,
+        default=0.0, ge=0.0, le=10_000.0,
         description="How long the oldest queued text waits for a translation batch to fill.")
     lm_score_max_batch_size: int = Field(
         default=16, ge=1, le=1024, description="Most texts per batched LM scoring call.")
     lm_score_max_wait_ms: float = Field(
-        default=5.0, ge=0.0, le=10_000.0,
+        default=0.0, ge=0.0, le=10_000.0,
         description="How long the oldest queued text waits for an LM scoring batch to fill.")
     matching_max_batch_size: int = Field(
         default=64, ge=1, le=1024, description="Most text pairs per batched matching call.")
     matching_max_wait_ms: float = Field(
-        default=5.0, ge=0.0, le=10_000.0,
+        default=0.0, ge=0.0, le=10_000.0,
         description="How long the oldest queued text pair waits for a matching batch to fill.")
+    handwriting_max_batch_size: int = Field(
+        default=16, ge=1, le=1024,
+        description="Most images whose letter crops share one batched classifier pass.")
+    handwriting_max_wait_ms: float = Field(
+        default=0.0, ge=0.0, le=10_000.0,
+        description="How long the oldest queued image waits for a classifier batch to fill.")
     batch_queue_size: int = Field(
         default=256, ge=1,
         description="Items (texts) waiting per batched model; beyond it 503 + Retry-After.")
