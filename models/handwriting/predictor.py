@@ -24,7 +24,7 @@ from models.handwriting.augment import prepare_batch
 from models.handwriting.model import build_model
 from models.handwriting.preprocess import decode_image, ink_map
 from models.handwriting.quantize_static import load_static, use_static_int8
-from models.handwriting.segment import Box, crop_letters, segment
+from models.handwriting.segment import Box, Layout, crop_letters, segment
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,23 @@ class Recognition:
     letters: list[Letter]
     width: int
     height: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SegmentedPage:
+    """An image segmented into letters, before classification.
+
+    Attributes:
+        rgb: the decoded image, uint8 (H, W, 3) or (H, W).
+        layout: lines → words → letter boxes (:func:`models.handwriting.segment.segment`).
+        crops: uint8 (N, 64, 64), one per letter in reading order, ink bright on black.
+        timings_ms: ``decode`` (when decoded here) and ``segment`` wall times, milliseconds.
+    """
+
+    rgb: np.ndarray
+    layout: Layout
+    crops: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -143,7 +160,8 @@ class HandwritingPredictor:
 
     def recognize(self, data: bytes, max_pixels: int = 40_000_000,
                   max_side: int = 1600) -> tuple[Recognition, np.ndarray]:
-        """Read the text of an encoded image.
+        """Read the text of an encoded image: :meth:`segment_image`, :meth:`classify`,
+        :meth:`assemble`.
 
         Args:
             data: PNG, JPEG, WebP, BMP or TIFF bytes.
@@ -157,26 +175,55 @@ class HandwritingPredictor:
             InvalidInputError: unreadable, truncated or unsupported image.
             ImageTooLargeError: more than ``max_pixels`` pixels.
         """
+        page = self.segment_image(data, max_pixels, max_side)
+        t0 = time.perf_counter()
+        probs = self.classify(page.crops)
+        return self.assemble(page, probs, 1000 * (time.perf_counter() - t0)), page.rgb
+
+    def segment_image(self, data: bytes, max_pixels: int = 40_000_000,
+                      max_side: int = 1600) -> SegmentedPage:
+        """Decode and segment an encoded image into letter crops (CPU, OpenCV): the part of
+        :meth:`recognize` before the classifier, so that the service can classify the
+        crops of concurrent requests in one batch.
+
+        Raises:
+            InvalidInputError: unreadable, truncated or unsupported image.
+            ImageTooLargeError: more than ``max_pixels`` pixels.
+        """
         t0 = time.perf_counter()
         rgb = decode_image(data, max_pixels)
         t1 = time.perf_counter()
-        result = self.recognize_array(rgb, max_side)
-        result.timings_ms = {"decode": round(1000 * (t1 - t0), 2), **result.timings_ms}
-        return result, rgb
+        page = self.segment_array(rgb, max_side)
+        page.timings_ms = {"decode": round(1000 * (t1 - t0), 2), **page.timings_ms}
+        return page
 
-    def recognize_array(self, rgb: np.ndarray, max_side: int = 1600) -> Recognition:
-        """Read the text of a decoded image, uint8 (H, W, 3) RGB or (H, W) gray."""
+    def segment_array(self, rgb: np.ndarray, max_side: int = 1600) -> SegmentedPage:
+        """Segment a decoded image, uint8 (H, W, 3) RGB or (H, W) gray, into letter crops."""
         t0 = time.perf_counter()
         layout = segment(ink_map(rgb, max_side))
         crops = crop_letters(layout)  # (N, 64, 64)
-        t1 = time.perf_counter()
-        probs = self.classify(crops)
-        t2 = time.perf_counter()
-        boxes = iter(layout.boxes_in_original())
+        return SegmentedPage(rgb, layout, crops,
+                             {"segment": round(1000 * (time.perf_counter() - t0), 2)})
+
+    def assemble(self, page: SegmentedPage, probs: np.ndarray,
+                 classify_ms: float = 0.0) -> Recognition:
+        """The recognition of a segmented page from its crops' class probabilities.
+
+        Args:
+            page: from :meth:`segment_image` / :meth:`segment_array`.
+            probs: float32 (N, len(classes)), row i for ``page.crops[i]``.
+            classify_ms: the classifier's wall time, reported in ``timings_ms``.
+
+        Raises:
+            ValueError: ``probs`` does not have one row per crop.
+        """
+        if len(probs) != len(page.crops):
+            raise ValueError(f"{len(probs)} probability rows for {len(page.crops)} crops")
+        boxes = iter(page.layout.boxes_in_original())
         rows = iter(range(len(probs)))
         letters: list[Letter] = []
         lines: list[str] = []
-        for li, line in enumerate(layout.lines):
+        for li, line in enumerate(page.layout.lines):
             words = []
             for wi, word in enumerate(line):
                 chars = []
@@ -186,10 +233,16 @@ class HandwritingPredictor:
                     chars.append(letter.char)
                 words.append("".join(chars))
             lines.append(" ".join(words))
-        height, width = rgb.shape[:2]
+        height, width = page.rgb.shape[:2]
         return Recognition("\n".join(lines), lines, letters, width, height,
-                           {"segment": round(1000 * (t1 - t0), 2),
-                            "classify": round(1000 * (t2 - t1), 2)})
+                           {**page.timings_ms, "classify": round(classify_ms, 2)})
+
+    def recognize_array(self, rgb: np.ndarray, max_side: int = 1600) -> Recognition:
+        """Read the text of a decoded image, uint8 (H, W, 3) RGB or (H, W) gray."""
+        page = self.segment_array(rgb, max_side)
+        t0 = time.perf_counter()
+        probs = self.classify(page.crops)
+        return self.assemble(page, probs, 1000 * (time.perf_counter() - t0))
 
     def _letter(self, p: np.ndarray, box: Box, line: int, word: int) -> Letter:
         top = np.argsort(-p)[:3]

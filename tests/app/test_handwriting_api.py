@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from app.config import Settings
+from tests.app.test_metrics import sample
 from tests.conftest import ARTIFACTS, running_app
 
 pytestmark = pytest.mark.anyio
@@ -166,3 +168,30 @@ async def test_service_still_answers_after_bad_uploads(hw_client: httpx.AsyncCli
     response = await hw_client.post("/v1/handwriting/recognize",
                                     files=upload(encode(page(["HI"]))))
     assert response.status_code == 200 and response.json()["text"] == "HI"
+
+
+async def test_concurrent_images_share_a_classifier_batch_and_read_the_same() -> None:
+    """The letters of concurrent uploads are classified in one pass, with the same answers
+    (letters, confidences, boxes) as each upload alone."""
+    texts = [["HELLO"], ["AB CD"], ["WORLD", "OK"], ["XYZ"], [" "], ["MANY WORDS"]]
+    images = [encode(page(t)) for t in texts]
+    base = {"artifacts_dir": ARTIFACTS, "models": "handwriting", "access_log": False}
+    async with running_app(Settings(**base, batching=False)) as client:
+        alone = [await client.post("/v1/handwriting/recognize", files=upload(d)) for d in images]
+    settings = Settings(**base, handwriting_max_wait_ms=300)
+    async with running_app(settings) as client:
+        together = await asyncio.gather(*(client.post("/v1/handwriting/recognize",
+                                                      files=upload(d)) for d in images))
+        metrics = (await client.get("/metrics")).text
+    for one, many in zip(alone, together, strict=True):
+        assert one.status_code == 200 and many.status_code == 200, many.text
+        a, b = one.json(), many.json()
+        assert a["text"] == b["text"]
+        assert [c["box"] for c in a["characters"]] == [c["box"] for c in b["characters"]]
+        assert [c["confidence"] for c in a["characters"]] == pytest.approx(
+            [c["confidence"] for c in b["characters"]], abs=1e-4)
+    assert together[0].json()["text"] == "HELLO"
+    calls = sample(metrics, "modelzoo_batch_size_count", task="handwriting")
+    images_classified = sample(metrics, "modelzoo_batch_size_sum", task="handwriting")
+    assert images_classified == 5  # the blank page has no letter to classify
+    assert calls is not None and calls < 5

@@ -48,8 +48,8 @@ EXPECTED_ERRORS: dict[tuple[str, str], set[int]] = {
     ("post", "/v1/match"): BODY | BATCHED | {404},
     ("post", "/v1/match/rank"): BODY | MODEL | {404},
     ("get", "/v1/match/models"): MODEL,
-    ("post", "/v1/handwriting/recognize"): BODY | MODEL,
-    ("post", "/v1/handwriting/annotate"): BODY | MODEL,
+    ("post", "/v1/handwriting/recognize"): BODY | BATCHED,
+    ("post", "/v1/handwriting/annotate"): BODY | BATCHED,
 }
 
 
