@@ -147,8 +147,13 @@ def floor(task: Task, concurrency: int, seconds: float) -> Result:
     return Result(latencies, 0, time.perf_counter() - start, items_per_call=b)
 
 
-async def drive(base_url: str, task: Task, concurrency: int, seconds: float) -> Result:
-    """``concurrency`` closed-loop clients posting one text each, for ``seconds``."""
+async def drive(base_url: str, task: Task, concurrency: int, seconds: float,
+                library: str = "aiohttp") -> Result:
+    """``concurrency`` closed-loop clients posting one text each, for ``seconds``, with
+    ``library`` aiohttp (lighter per request than httpx, which matters when client and
+    server share two cores) or httpx."""
+    if library == "aiohttp":
+        return await _drive_aiohttp(base_url, task, concurrency, seconds)
     latencies: list[float] = []
     errors = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -169,6 +174,43 @@ async def drive(base_url: str, task: Task, concurrency: int, seconds: float) -> 
                     response = await client.post(task.url, json=body)
                     ok = response.status_code == 200
                 except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        return Result(latencies, errors, time.perf_counter() - start)
+
+
+async def _drive_aiohttp(base_url: str, task: Task, concurrency: int,
+                         seconds: float) -> Result:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
+        for body in task.bodies[:2]:  # warm-up
+            async with session.post(task.url, json=body) as response:
+                await response.read()
+        start = time.perf_counter()
+        end = start + seconds
+
+        async def worker(w: int) -> None:
+            nonlocal errors
+            i = w
+            while time.perf_counter() < end:
+                body = task.bodies[i % len(task.bodies)]
+                i += concurrency
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(task.url, json=body) as response:
+                        await response.read()
+                        ok = response.status == 200
+                except aiohttp.ClientError:
                     ok = False
                 if ok:
                     latencies.append(time.perf_counter() - t0)
@@ -239,7 +281,16 @@ def main() -> None:
     parser.add_argument("--beam-size", type=int, default=5, help="translation requests")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads, here and in the server (default: torch's)")
+    parser.add_argument("--client", choices=("aiohttp", "httpx"), default=None,
+                        help="load generator (default: aiohttp when installed, "
+                        "'pip install -e .[bench]')")
     args = parser.parse_args()
+    if args.client is None:
+        try:
+            import aiohttp  # noqa: F401
+            args.client = "aiohttp"
+        except ImportError:
+            args.client = "httpx"
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = Settings(artifacts_dir=args.artifacts_dir)
@@ -256,10 +307,10 @@ def main() -> None:
             for task in tasks:
                 for c in args.concurrency:
                     results[(task.name, mode, c)] = asyncio.run(
-                        drive(base_url, task, c, args.seconds))
+                        drive(base_url, task, c, args.seconds, args.client))
 
     print(f"\n{args.seconds:g} s per measurement; threads: {torch.get_num_threads()}; "
-          f"throughput in texts/s, latency in ms")
+          f"client: {args.client}; throughput in texts/s, latency in ms")
     for task in tasks:
         extra = f" (beam_size {args.beam_size})" if task.name == "translation" else ""
         print(f"\n{task.url}{extra}: max_batch_size {task.max_batch_size}")
