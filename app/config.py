@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     )
     torch_threads: int | None = Field(
         default=None, ge=0, description="torch intra-op threads; unset or 0 = torch's default.")
+    malloc_arena_max: int = Field(
+        default=2, ge=0, le=1024,
+        description="glibc malloc arenas (mallopt M_ARENA_MAX, set at startup); 0 = glibc's "
+        "default (8 per core). Fewer arenas keep the server's memory flat under "
+        "multithreaded load; a MALLOC_ARENA_MAX environment variable takes precedence.")
     warmup: bool = Field(
         default=True,
         description="Run one tiny inference per model after it loads, before it is ready.",

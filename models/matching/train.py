@@ -377,6 +377,11 @@ def write_index(root: Path) -> dict[str, Any]:
         if pool:
             metric = main_metric(dataset)
             index[f"default_{use}"] = max(pool, key=lambda n: pool[n]["metrics"][metric])
+    defaults = [index[k] for k in ("default_match", "default_rank") if k in index]
+    index |= {"name": "-".join(["matching", *defaults]), "git_commit": git_commit()}
+    previous = read_json(root / "card.json") if (root / "card.json").is_file() else {}
+    if previous.get("models") == models and "quantization" in previous:
+        index["quantization"] = previous["quantization"]  # same models: still their figures
     write_json(root / "card.json", index)
     write_manifest(root)
     return index

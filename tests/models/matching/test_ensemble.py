@@ -146,6 +146,22 @@ def test_the_index_default_switches_to_the_ensemble_when_it_is_best(built: Path,
         assert verify_manifest(root) > 16  # the manifest follows the index
 
 
+def test_the_index_names_its_defaults_and_keeps_quantization_figures_only_for_the_same_models(
+        built: Path, tmp_path: Path) -> None:
+    root = _copy(built, tmp_path)
+    index = write_index(root)
+    assert index["name"] == f"matching-{index['default_match']}-{index['default_rank']}"
+    card = json.loads((root / "card.json").read_text())
+    card["quantization"] = {"rows": ["figures of these models"]}
+    (root / "card.json").write_text(json.dumps(card))
+    assert write_index(root)["quantization"] == {"rows": ["figures of these models"]}
+    member = root / "dssm-quora" / "card.json"
+    changed = json.loads(member.read_text())
+    changed["metrics"]["accuracy"] = 0.0  # as if retrained: the old figures no longer apply
+    member.write_text(json.dumps(changed))
+    assert "quantization" not in write_index(root)
+
+
 def test_a_wikiqa_ensemble_gets_map_and_no_threshold_free_held_out_figure(
         built: Path, tmp_path: Path) -> None:
     root = _copy(built, tmp_path)
