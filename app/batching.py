@@ -2,16 +2,19 @@
 
 A :class:`Batcher` owns a bounded queue of *items* (one text to translate or score) and a
 worker task. The worker takes up to ``max_batch_size`` items of one *key* (requests whose
-parameters differ, e.g. ``beam_size``, never share a batch), waiting at most ``max_wait_ms``
-after the oldest item arrived for the batch to fill, then runs the synchronous batch function
-on a single-thread executor of its own (one batch per model at a time; the event loop never
-runs inference). Results are routed back to each request in its order.
+parameters differ, e.g. ``beam_size``, never share a batch) and runs the synchronous batch
+function on a single-thread executor of its own (one batch per model at a time; the event
+loop never runs inference). Results are routed back to each request in its order.
 
-With ``max_wait_ms=0`` (the service's default) batching is *greedy*: a free worker takes
-at once everything queued for the oldest key, so a lone request waits for nothing, and
-under load a batch is what queued while the previous batch ran (NVIDIA Triton's dynamic
-batcher behaves the same with its default ``max_queue_delay_microseconds: 0``). A positive
-wait trades latency at low load for fuller batches.
+When to run a batch that is not full:
+
+- the worker is idle (nothing was waiting when its last batch ended): at once, so a lone
+  request waits for nothing (NVIDIA Triton's dynamic batcher without a queue delay);
+- the worker is under load (items queued while its last batch ran, or that batch served
+  more than one request): it waits up to
+  ``max_wait_ms`` *after that batch ended* for the batch to fill. The clients answered by the
+  batch that just ended send their next requests within milliseconds; without this wait a
+  closed loop of N clients splits into two cohorts that alternate in half-size batches.
 
 A request's items stay together and in order in the queue; one with more than
 ``max_batch_size`` items is split over consecutive batches, and its call returns when all of
@@ -122,7 +125,8 @@ class Batcher(Generic[T, R]):
             dedicated single-thread executor. All items of one call share a key.
         name: the task name, for metrics, logs and error messages.
         max_batch_size: most items per call of ``fn``.
-        max_wait_ms: how long the oldest waiting item may wait for the batch to fill.
+        max_wait_ms: under load, how long after the previous batch ended the worker waits
+            for the batch to fill (an idle worker never waits).
         max_queue: most items waiting (not yet started); beyond it :class:`QueueFullError`.
         timeout_s: a ``submit`` not answered within this time raises
             :class:`DeadlineExceededError`.
@@ -151,6 +155,8 @@ class Batcher(Generic[T, R]):
         self._worker: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._running: list[_Entry[T, R]] = []  # the batch being run
+        self._free_at = 0.0  # when the last batch ended (monotonic seconds)
+        self._loaded = False  # items were waiting when it ended
         self._stopped = False
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -259,15 +265,16 @@ class Batcher(Generic[T, R]):
         return min(self._queues, key=lambda k: self._queues[k][0].request.enqueued_at)
 
     async def _next_batch(self) -> list[_Entry[T, R]]:
-        """Wait for items, then for the oldest key's batch to fill or its wait to run out."""
+        """Wait for items; under load, also for the oldest key's batch to fill or
+        ``max_wait_ms`` after the previous batch ended to run out."""
         assert self._changed is not None
         while True:
             self._changed.clear()
             if self._queues:
                 key = self._oldest_key()
                 queue = self._queues[key]
-                wait = queue[0].request.enqueued_at + self.max_wait_s - time.monotonic()
-                if len(queue) >= self.max_batch_size or wait <= 0:
+                wait = self._free_at + self.max_wait_s - time.monotonic()
+                if len(queue) >= self.max_batch_size or not self._loaded or wait <= 0:
                     break
                 with contextlib.suppress(TimeoutError):  # the wait ran out: take the batch
                     await asyncio.wait_for(self._changed.wait(), wait)
@@ -287,6 +294,10 @@ class Batcher(Generic[T, R]):
                 await self._run_batch(self._running)
             except Exception:  # the worker must outlive any batch
                 log.exception("%s batcher: unexpected error", self.name)
+            # under load (items queued while this batch ran, or it served several
+            # requests, whose clients will be back): the next batch may wait to fill
+            served = len({id(e.request) for e in self._running})
+            self._free_at, self._loaded = time.monotonic(), self._queued > 0 or served > 1
             self._running = []
 
     async def _call(self, items: list[T]) -> list[R]:

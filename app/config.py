@@ -119,24 +119,25 @@ class Settings(BaseSettings):
     translation_max_batch_size: int = Field(
         default=32, ge=1, le=1024, description="Most texts per batched translation call.")
     translation_max_wait_ms: float = Field(
-        default=0.0, ge=0.0, le=10_000.0,
-        description="How long the oldest queued text waits for a translation batch to fill.")
+        default=50.0, ge=0.0, le=10_000.0,
+        description="Under load, how long after a translation batch ends the next one waits to "
+        "fill (an idle worker never waits).")
     lm_score_max_batch_size: int = Field(
         default=16, ge=1, le=1024, description="Most texts per batched LM scoring call.")
     lm_score_max_wait_ms: float = Field(
-        default=0.0, ge=0.0, le=10_000.0,
-        description="How long the oldest queued text waits for an LM scoring batch to fill.")
+        default=5.0, ge=0.0, le=10_000.0,
+        description="The same for LM scoring.")
     matching_max_batch_size: int = Field(
         default=64, ge=1, le=1024, description="Most text pairs per batched matching call.")
     matching_max_wait_ms: float = Field(
-        default=0.0, ge=0.0, le=10_000.0,
-        description="How long the oldest queued text pair waits for a matching batch to fill.")
+        default=5.0, ge=0.0, le=10_000.0,
+        description="The same for text-pair matching.")
     handwriting_max_batch_size: int = Field(
         default=16, ge=1, le=1024,
         description="Most images whose letter crops share one batched classifier pass.")
     handwriting_max_wait_ms: float = Field(
-        default=0.0, ge=0.0, le=10_000.0,
-        description="How long the oldest queued image waits for a classifier batch to fill.")
+        default=5.0, ge=0.0, le=10_000.0,
+        description="The same for the handwriting letter classifier.")
     batch_queue_size: int = Field(
         default=256, ge=1,
         description="Items (texts) waiting per batched model; beyond it 503 + Retry-After.")

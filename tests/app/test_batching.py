@@ -108,13 +108,35 @@ async def test_max_batch_size_is_respected(stopped: list[Batcher[Any, Any]]) -> 
     assert max(fn.sizes) <= 4
 
 
-async def test_a_lone_request_is_served_after_max_wait(stopped: list[Batcher[Any, Any]]) -> None:
+async def test_a_lone_request_at_an_idle_worker_runs_at_once(
+        stopped: list[Batcher[Any, Any]]) -> None:
     fn = Recorder(delay_s=0)
-    batcher = make(stopped, fn, max_batch_size=8, max_wait_ms=100)
-    start = time.monotonic()
-    assert await batcher.submit([1]) == [10]
-    assert 0.09 <= time.monotonic() - start < 2.0
-    assert fn.sizes == [1]
+    batcher = make(stopped, fn, max_batch_size=8, max_wait_ms=10_000)
+    for _ in range(3):  # one client, one request at a time: never under load
+        start = time.monotonic()
+        assert await batcher.submit([1]) == [10]
+        assert time.monotonic() - start < 2.0
+    assert fn.sizes == [1, 1, 1]
+
+
+async def test_under_load_a_batch_waits_for_the_clients_just_answered(
+        stopped: list[Batcher[Any, Any]]) -> None:
+    """8 closed-loop clients, each back 2-16 ms after its answer (an HTTP round trip):
+    every batch after the first waits for them, so all batches are full. Without that wait
+    (a free worker runs whatever is queued) the first client back would run alone."""
+    fn = Recorder(delay_s=0.02)
+    batcher = make(stopped, fn, max_batch_size=8, max_wait_ms=500)
+
+    async def client(c: int) -> list[int]:
+        answers = []
+        for r in range(5):
+            answers += await batcher.submit([100 * c + r])
+            await asyncio.sleep(0.002 * (1 + c))
+        return answers
+
+    results = await asyncio.gather(*(client(c) for c in range(8)))
+    assert results == [[10 * (100 * c + r) for r in range(5)] for c in range(8)]
+    assert fn.sizes == [8] * 5
 
 
 async def test_a_full_batch_does_not_wait(stopped: list[Batcher[Any, Any]]) -> None:
