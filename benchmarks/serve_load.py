@@ -29,8 +29,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,55 +147,47 @@ def floor(task: Task, concurrency: int, seconds: float) -> Result:
     return Result(latencies, 0, time.perf_counter() - start, items_per_call=b)
 
 
-async def drive(base_url: str, task: Task, concurrency: int, seconds: float,
-                library: str = "aiohttp") -> Result:
-    """``concurrency`` closed-loop clients posting one text each, for ``seconds``, with
-    ``library`` aiohttp (lighter per request than httpx, which matters when client and
-    server share two cores) or httpx."""
+@asynccontextmanager
+async def poster(base_url: str, concurrency: int,
+                 library: str) -> AsyncIterator[Callable[[str, dict[str, Any]], Awaitable[bool]]]:
+    """``post(url, body) -> answered 200`` over a pool of ``concurrency`` connections, with
+    aiohttp (lighter per request than httpx, which matters when client and server share two
+    cores) or httpx; a transport error counts as not answered."""
     if library == "aiohttp":
-        return await _drive_aiohttp(base_url, task, concurrency, seconds)
-    latencies: list[float] = []
-    errors = 0
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(base_url, connector=connector,
+                                         timeout=aiohttp.ClientTimeout(total=120)) as session:
+            async def post_aiohttp(url: str, body: dict[str, Any]) -> bool:
+                try:
+                    async with session.post(url, json=body) as response:
+                        await response.read()
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            yield post_aiohttp
+        return
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
-        for body in task.bodies[:2]:  # warm-up
-            await client.post(task.url, json=body)
-        start = time.perf_counter()
-        end = start + seconds
+        async def post_httpx(url: str, body: dict[str, Any]) -> bool:
+            try:
+                return (await client.post(url, json=body)).status_code == 200
+            except httpx.HTTPError:
+                return False
 
-        async def worker(w: int) -> None:
-            nonlocal errors
-            i = w
-            while time.perf_counter() < end:
-                body = task.bodies[i % len(task.bodies)]
-                i += concurrency
-                t0 = time.perf_counter()
-                try:
-                    response = await client.post(task.url, json=body)
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - t0)
-                else:
-                    errors += 1
-
-        await asyncio.gather(*(worker(w) for w in range(concurrency)))
-        return Result(latencies, errors, time.perf_counter() - start)
+        yield post_httpx
 
 
-async def _drive_aiohttp(base_url: str, task: Task, concurrency: int,
-                         seconds: float) -> Result:
-    import aiohttp
-
+async def drive(base_url: str, task: Task, concurrency: int, seconds: float,
+                library: str = "aiohttp") -> Result:
+    """``concurrency`` closed-loop clients posting one text each, for ``seconds``."""
     latencies: list[float] = []
     errors = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
+    async with poster(base_url, concurrency, library) as post:
         for body in task.bodies[:2]:  # warm-up
-            async with session.post(task.url, json=body) as response:
-                await response.read()
+            await post(task.url, body)
         start = time.perf_counter()
         end = start + seconds
 
@@ -206,13 +198,7 @@ async def _drive_aiohttp(base_url: str, task: Task, concurrency: int,
                 body = task.bodies[i % len(task.bodies)]
                 i += concurrency
                 t0 = time.perf_counter()
-                try:
-                    async with session.post(task.url, json=body) as response:
-                        await response.read()
-                        ok = response.status == 200
-                except aiohttp.ClientError:
-                    ok = False
-                if ok:
+                if await post(task.url, body):
                     latencies.append(time.perf_counter() - t0)
                 else:
                     errors += 1
