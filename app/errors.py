@@ -80,6 +80,11 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, list[dict[st
         loc = [str(p) for p in e.get("loc", ())]
         details.append({"loc": loc, "msg": e.get("msg", ""), "type": e.get("type", "")})
     parts = [f"{'.'.join(d['loc']) or 'body'}: {d['msg']}" for d in details[:5]]
+    for i, e in enumerate(errors[:5]):
+        if e.get("type") == "json_invalid":  # loc is ("body", character offset)
+            reason = (e.get("ctx") or {}).get("error") or "JSON decode error"
+            parts[i] = (f"the body is not valid JSON ({reason} at character "
+                        f"{details[i]['loc'][-1]}); send a JSON object")
     more = f" (and {len(details) - 5} more)" if len(details) > 5 else ""
     return "invalid request: " + "; ".join(parts) + more, details
 

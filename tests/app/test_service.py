@@ -59,6 +59,17 @@ async def test_unknown_route_uses_the_error_shape(client: httpx.AsyncClient) -> 
 
 
 @pytest.mark.anyio
+async def test_malformed_json_says_where_and_what_to_send(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/word2vec/neighbors", content=b'{"word": chip}',
+                                 headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["message"] == ("invalid request: the body is not valid JSON (Expecting value "
+                                "at character 9); send a JSON object")
+
+
+@pytest.mark.anyio
 async def test_request_id_is_echoed(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz", headers={"x-request-id": "abc123"})
     assert response.headers["x-request-id"] == "abc123"
