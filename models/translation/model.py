@@ -142,8 +142,21 @@ class TransformerNMT(nn.Module):
 
     def decode(self, tgt_in: torch.Tensor, enc: Enc, last_only: bool = False) -> torch.Tensor:
         """``tgt_in`` int64 (B, T) → logits float (B, T, V) (causal self-attention), or
-        (B, 1, V) for the last position only when ``last_only`` (decoding)."""
+        (B, 1, V) for the last position only when ``last_only`` (decoding).
+
+        With ``last_only`` the decoder runs incrementally when it can: ``enc`` then keeps,
+        per decoder layer, the self-attention inputs of the prefix (``self_0``, ... float
+        (B, T-1, D), added here), so a step computes one position instead of all ``T``
+        (the standard key/value cache of autoregressive decoding; exact, since causal
+        attention never lets a position see later ones). Decoders reorder them with the
+        rest of ``enc`` (``index_select`` on rows). Without a cache of length ``T - 1`` (a
+        first step starts one) the whole prefix is decoded.
+        """
         t = tgt_in.size(1)
+        cached = enc.get("self_0")
+        if last_only and not self.training and (
+                t == 1 if cached is None else cached.size(1) == t - 1):
+            return self._decode_step(tgt_in, enc)
         causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=tgt_in.device), 1)
         out = self.transformer.decoder(
             self._embed(tgt_in), enc["memory"], tgt_mask=causal,
@@ -152,6 +165,30 @@ class TransformerNMT(nn.Module):
         if last_only:
             out = out[:, -1:]
         return out @ self.embed.weight.T                       # (B, T, V), tied output
+
+    def _decode_step(self, tgt_in: torch.Tensor, enc: Enc) -> torch.Tensor:
+        """The last position of :meth:`decode`, from the cached prefix: (B, 1, V). Each
+        pre-norm layer (``nn.TransformerDecoderLayer``, ``norm_first``) attends from the new
+        position to the layer-normed inputs of every position so far, ``enc["self_<l>"]``
+        extended by the new one."""
+        t = tgt_in.size(1)
+        x = self.embed(tgt_in[:, -1:]) * math.sqrt(self.d_model) + self.pos.pe[t - 1]
+        pad = tgt_in == PAD                                              # (B, T)
+        for i, layer in enumerate(self.transformer.decoder.layers):
+            h = layer.norm1(x)                                           # (B, 1, D)
+            prefix = enc.get(f"self_{i}")
+            keys = h if prefix is None else torch.cat([prefix, h], dim=1)  # (B, T, D)
+            enc[f"self_{i}"] = keys
+            x = x + layer.self_attn(h, keys, keys, key_padding_mask=pad,
+                                    need_weights=False)[0]
+            h = layer.norm2(x)
+            x = x + layer.multihead_attn(h, enc["memory"], enc["memory"],
+                                         key_padding_mask=enc["src_pad"],
+                                         need_weights=False)[0]
+            x = x + layer._ff_block(layer.norm3(x))
+        norm = self.transformer.decoder.norm
+        out = norm(x) if norm is not None else x
+        return out @ self.embed.weight.T                                 # (B, 1, V)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor,
                 teacher_forcing_ratio: float = 1.0) -> torch.Tensor:

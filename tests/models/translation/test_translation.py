@@ -397,3 +397,25 @@ def test_last_only_decoding_equals_the_last_position_of_full_decoding(arch: str)
         full, last = model.decode(tgt, enc), model.decode(tgt, enc, last_only=True)
     assert last.shape == (2, 1, 20)
     assert torch.allclose(full[:, -1:], last, atol=1e-5)
+
+
+def test_cached_step_decoding_equals_full_decoding_through_beam_reordering() -> None:
+    """The Transformer's incremental decoding (per-layer prefix cache kept in ``enc``) gives
+    the last-position logits of a full decode at every step, also after the rows of ``enc``
+    are reordered as beam search does, and the decoders' outputs do not change."""
+    torch.manual_seed(0)
+    model = build_model("transformer", vocab_size=20, d_model=16, nhead=2,
+                        num_encoder_layers=1, num_decoder_layers=2, dim_feedforward=32).eval()
+    src = torch.tensor([[5, 6, 7, 0], [8, 9, 10, 11], [12, 13, 0, 0]])
+    steps = torch.tensor([[12, 13, 14], [15, 16, 17], [18, 19, 12], [13, 14, 15]])
+    with torch.inference_mode():
+        enc = model.encode(src)
+        ys = torch.full((3, 1), SOS)
+        for step, nxt in enumerate(steps):
+            cached = model.decode(ys, enc, last_only=True)
+            assert "self_0" in enc and enc["self_1"].shape == (3, step + 1, 16)
+            full = model.decode(ys, {k: enc[k] for k in ("memory", "src_pad")})
+            assert torch.allclose(full[:, -1:], cached, atol=1e-5)
+            order = torch.tensor([2, 0, 1]) if step % 2 else torch.tensor([1, 1, 0])
+            ys = torch.cat([ys, nxt[:, None]], dim=1).index_select(0, order)
+            enc = {k: v.index_select(0, order) for k, v in enc.items()}
