@@ -176,9 +176,7 @@ class HandwritingPredictor:
             ImageTooLargeError: more than ``max_pixels`` pixels.
         """
         page = self.segment_image(data, max_pixels, max_side)
-        t0 = time.perf_counter()
-        probs = self.classify(page.crops)
-        return self.assemble(page, probs, 1000 * (time.perf_counter() - t0)), page.rgb
+        return self._classify_page(page), page.rgb
 
     def segment_image(self, data: bytes, max_pixels: int = 40_000_000,
                       max_side: int = 1600) -> SegmentedPage:
@@ -239,7 +237,9 @@ class HandwritingPredictor:
 
     def recognize_array(self, rgb: np.ndarray, max_side: int = 1600) -> Recognition:
         """Read the text of a decoded image, uint8 (H, W, 3) RGB or (H, W) gray."""
-        page = self.segment_array(rgb, max_side)
+        return self._classify_page(self.segment_array(rgb, max_side))
+
+    def _classify_page(self, page: SegmentedPage) -> Recognition:
         t0 = time.perf_counter()
         probs = self.classify(page.crops)
         return self.assemble(page, probs, 1000 * (time.perf_counter() - t0))
