@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
-import os
-import platform
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +21,7 @@ from app.middleware import (
 from app.registry import ModelRegistry
 from app.routes import demo, docs, handwriting, health, lm, matching, translation, word2vec
 from app.security import install_security
+from models.common.malloc import limit_malloc_arenas
 
 log = logging.getLogger(__name__)
 
@@ -34,32 +32,6 @@ Every error has one shape: `{"error": {"code", "message", "details"}}`.
 `/healthz` is liveness, `/readyz` readiness (503 until every configured model is loaded),
 `/v1/models` lists the loaded models with their model cards.
 """
-
-
-M_ARENA_MAX = -8  # glibc <malloc.h>
-
-
-def limit_malloc_arenas(n: int) -> bool:
-    """Cap glibc's malloc arenas at ``n`` (``mallopt(M_ARENA_MAX, n)``).
-
-    glibc gives each thread that allocates concurrently an arena of its own, up to 8 per
-    core; inference threads (the threadpool, one batcher thread per model, torch's OpenMP
-    workers) then fragment memory across arenas, and the resident set keeps growing under
-    load. Measured with ``benchmarks/serve_memory.py`` (10 min, every endpoint): RSS grew
-    +29 MB/min with glibc's default and stayed flat (+2.5%) with 2 arenas. The same as
-    ``MALLOC_ARENA_MAX=n`` in the environment, which, when set, wins (nothing is done).
-
-    Returns:
-        Whether the cap was applied: False for ``n <= 0``, a C library other than glibc,
-        or a ``MALLOC_ARENA_MAX`` variable.
-    """
-    if n <= 0 or os.environ.get("MALLOC_ARENA_MAX") or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_ARENA_MAX, n))
 
 
 @asynccontextmanager
