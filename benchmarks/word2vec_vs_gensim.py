@@ -5,7 +5,12 @@ negative=5, window=5, sample=1e-4, min_count=5, vector_size=100, the same epochs
 uses ``workers=--threads`` (2, this machine's cores) and torch as many threads. Both are
 scored by the same code (:func:`models.word2vec.evaluate.evaluate_vectors`).
 
-    python benchmarks/word2vec_vs_gensim.py --epochs 20 [--with-sgd] [--archs skipgram,cbow]
+    python benchmarks/word2vec_vs_gensim.py --epochs 20 [--with-autograd] [--with-sgd]
+        [--archs skipgram,cbow]
+
+``--with-autograd`` also trains the served recipe with the autograd step (model +
+``backward()`` + ``SparseAdam``) instead of the fused one (:mod:`models.word2vec.fused`),
+the baseline of the fused step's speed-up.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=data_dir())
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--with-autograd", action="store_true",
+                        help="also train the served recipe with the autograd step")
     parser.add_argument("--with-sgd", action="store_true",
                         help="also train the fast plain-SGD variant (optimizer sgd, lr 2.0)")
     parser.add_argument("--archs", default="skipgram",
@@ -80,7 +87,9 @@ def main() -> None:
     runners: dict[str, Callable[[Path, int, int], tuple[float, WordVectors]]] = {}
     if "skipgram" in archs:
         runners["gensim"] = partial(run_gensim, workers=args.threads)
-        runners["modelzoo"] = run_ours  # the served recipe: SparseAdam, lr 0.005
+        runners["modelzoo"] = run_ours  # the served recipe, fused step
+        if args.with_autograd:
+            runners["modelzoo-autograd"] = partial(run_ours, engine="autograd")
         if args.with_sgd:  # the fast variant: plain SGD as word2vec.c, lr 2.0
             runners["modelzoo-sgd"] = partial(run_ours, optimizer="sgd", lr=2.0)
     if "cbow" in archs:
@@ -95,14 +104,17 @@ def main() -> None:
         }}
     print(f"PTB train, {args.epochs} epochs, {'+'.join(archs)} K=5 window=5 t=1e-4 "
           f"min_count=5 d=100, {args.threads} thread(s)")
-    print(f"{'system':<14}{'wall s':>8}{'x gensim':>9}{'WS353':>8}{'SimLex':>8}{'MEN':>8}"
+    print(f"{'system':<18}{'wall s':>8}{'x gensim':>9}{'WS353':>8}{'SimLex':>8}{'MEN':>8}"
           f"{'analogy':>9}")
     for name, r in rows.items():
         gensim = "gensim-cbow" if name.endswith("cbow") else "gensim"
         r["ratio"] = round(r["wall_s"] / rows[gensim]["wall_s"], 2)
-        print(f"{name:<14}{r['wall_s']:>8}{r['ratio']:>9}{r['wordsim353']:>8}"
+        print(f"{name:<18}{r['wall_s']:>8}{r['ratio']:>9}{r['wordsim353']:>8}"
               f"{r['simlex999']:>8}{r['men']:>8}{r['google_analogy']:>9}")
     ratios = {n: rows[n]["ratio"] for n in ("modelzoo", "modelzoo-cbow") if n in rows}
+    if "modelzoo-autograd" in rows:
+        speedup = rows["modelzoo-autograd"]["wall_s"] / rows["modelzoo"]["wall_s"]
+        print(f"fused step speed-up: autograd / fused wall time = {speedup:.2f}x")
     for name, ratio in ratios.items():
         print(f"wall-time ratio {name} / gensim = {ratio:.2f}x")
     if args.json:

@@ -77,6 +77,10 @@ def train_word2vec(
     optimizer: Annotated[
         str, typer.Option(help="sparse_adam (lazy Adam) | adam (dense, the tutorial's) | sgd")
     ] = "sparse_adam",
+    engine: Annotated[str, typer.Option(
+        help="auto | fused (closed-form gradients on sparse kernels; skip-gram with "
+             "sparse_adam or sgd, float32, CPU) | autograd (model + backward()). auto = "
+             "fused where it applies")] = "auto",
     epochs: int = 20,
     seed: int = 0,
     bf16: bool = False,
@@ -87,11 +91,13 @@ def train_word2vec(
     verbose: bool = False,
 ) -> None:
     """Train skip-gram or CBOW word2vec (negative sampling, subsampling) on PTB."""
-    from models.word2vec.train import MODELS, TrainConfig, train
+    from models.word2vec.train import MODELS, TrainConfig, resolve_engine, train
 
     _setup_logging(verbose)
     if arch not in MODELS:
         raise typer.BadParameter(f"--arch must be one of {', '.join(MODELS)}, got {arch!r}")
+    if engine not in ("auto", "fused", "autograd"):
+        raise typer.BadParameter(f"--engine must be auto, fused or autograd, got {engine!r}")
     cbow = arch == "cbow"
     cfg = TrainConfig(
         arch=arch,  # type: ignore[arg-type]
@@ -103,10 +109,15 @@ def train_word2vec(
         max_window_size=max_window_size, num_noise_words=num_noise_words,
         batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,  # type: ignore[arg-type]
         optimizer=optimizer,  # type: ignore[arg-type]
+        engine=engine,  # type: ignore[arg-type]
         epochs=epochs, seed=seed, bf16=bf16, device=device,
         checkpoint_every=checkpoint_every, resume=resume, max_steps=max_steps,
         command=_command_line(ctx),
     )
+    try:
+        resolve_engine(cfg)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--engine") from exc
     card = train(cfg)
     _echo_summary(cfg.out_dir, card)
 

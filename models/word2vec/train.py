@@ -16,7 +16,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ from models.common.artifacts import git_commit, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
 from models.common.config import training_record
 from models.common.device import hardware_summary, resolve_device
+from models.common.malloc import keep_freed_memory
 from models.common.manifest import MANIFEST, write_manifest
 from models.common.paths import artifacts_dir, data_dir
 from models.common.prefetch import prefetch
@@ -44,6 +45,7 @@ from models.word2vec.data import (
     subsample,
 )
 from models.word2vec.evaluate import evaluate_vectors, probe_neighbors
+from models.word2vec.fused import fused_step, sparse_skipgram_batch
 from models.word2vec.model import CBOW, SkipGram, masked_sigmoid_bce
 from models.word2vec.vectors import WordVectors
 from models.word2vec.vocab import Vocab
@@ -80,6 +82,8 @@ class TrainConfig:
     lr: float = 0.005
     lr_schedule: Literal["constant", "linear"] = "linear"
     optimizer: Literal["adam", "sparse_adam", "sgd"] = "sparse_adam"
+    engine: Literal["auto", "fused", "autograd"] = "auto"
+    adam_betas: tuple[float, float] = (0.9, 0.999)
     epochs: int = 20
     seed: int = 0
     bf16: bool = False
@@ -108,10 +112,36 @@ def subsampling_stats(
 def _build_optimizer(model: SkipGram | CBOW, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam (the tutorial's), lazy Adam on sparse gradients, or plain SGD (word2vec.c's)."""
     if cfg.optimizer == "sparse_adam":
-        return torch.optim.SparseAdam(list(model.parameters()), lr=cfg.lr)
+        return torch.optim.SparseAdam(list(model.parameters()), lr=cfg.lr, betas=cfg.adam_betas)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
+
+
+def resolve_engine(cfg: TrainConfig) -> Literal["fused", "autograd"]:
+    """Which training step runs: ``fused`` (:mod:`models.word2vec.fused`, the same
+    gradients and update without autograd) or ``autograd`` (model + loss +
+    ``backward()`` + the torch optimizer).
+
+    ``auto`` takes the fused step wherever it applies: skip-gram, ``sparse_adam`` or
+    ``sgd``, float32 (no ``bf16``), CPU.
+
+    Raises:
+        ValueError: ``engine="fused"`` with a configuration it does not cover.
+    """
+    reasons = [why for bad, why in (
+        (cfg.arch != "skipgram", f"arch {cfg.arch!r} (skip-gram only)"),
+        (cfg.optimizer not in ("sparse_adam", "sgd"),
+         f"optimizer {cfg.optimizer!r} (sparse_adam or sgd only)"),
+        (cfg.bf16, "bf16 autocast (float32 only)"),
+        (resolve_device(cfg.device).type != "cpu", f"device {cfg.device!r} (CPU only)"),
+    ) if bad]
+    if cfg.engine == "autograd" or (cfg.engine == "auto" and reasons):
+        return "autograd"
+    if cfg.engine == "fused" and reasons:
+        raise ValueError("the fused step does not support " + "; ".join(reasons)
+                         + ": use --engine autograd")
+    return "fused"
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -144,6 +174,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     if cfg.arch not in MODELS:
         raise ValueError(f"unknown arch {cfg.arch!r}; choose one of {sorted(MODELS)}")
+    engine = resolve_engine(cfg)
+    log.info("training step: %s", engine)
+    if engine == "fused":  # its row updates allocate the same few-MB tensors every step
+        keep_freed_memory()
     model = MODELS[cfg.arch](len(vocab), cfg.embed_size, sparse=cfg.optimizer != "adam")
     model.to(device)
     optimizer = _build_optimizer(model, cfg)
@@ -182,22 +216,29 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         loader = epoch_loader(dataset, cfg.batch_size, skip)
         epoch_steps = skip + len(loader)
         running, n = 0.0, 0
-        bar = tqdm(prefetch(loader), total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        # The fused step's sparse layout is built in the prefetch thread too.
+        items = map(sparse_skipgram_batch, loader) if engine == "fused" else loader
+        bar = tqdm(prefetch(items), total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    leave=False, mininterval=2)
         for step, batch in enumerate(bar, start=skip):
             if cfg.lr_schedule == "linear":  # word2vec.c: decay linearly towards 0
                 progress = (epoch + step / epoch_steps) / cfg.epochs
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr * max(1e-4, 1.0 - progress)
-            with autocast:
-                logits, label, mask = forward_batch(model, batch, device)
-            # Sum over the batch of per-row masked means, as the tutorial's l.sum().
-            loss = masked_sigmoid_bce(logits, label, mask).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if engine == "fused":
+                assert isinstance(model, SkipGram)
+                batch_loss, rows = fused_step(model, optimizer, batch), len(batch)
+            else:
+                with autocast:
+                    logits, label, mask = forward_batch(model, batch, device)
+                # Sum over the batch of per-row masked means, as the tutorial's l.sum().
+                loss = masked_sigmoid_bce(logits, label, mask).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                batch_loss, rows = loss.item(), len(label)
             global_step += 1
-            running, n = running + loss.item() / len(label), n + 1
+            running, n = running + batch_loss / rows, n + 1
             if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0:
                 checkpoint(epoch, step + 1)
             if cfg.max_steps is not None and global_step >= cfg.max_steps:
@@ -208,7 +249,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             break
         checkpoint(epoch + 1, 0)
     wall = elapsed + time.perf_counter() - t0
-    return write_artifact(model, vocab, cfg, stats, wall, global_step)
+    return write_artifact(model, vocab, replace(cfg, engine=engine), stats, wall, global_step)
 
 
 def forward_batch(
