@@ -176,7 +176,10 @@ class NegativeSampler:
         """
         b, c = contexts.shape
         negatives = self.sample((b, c * num_noise_words), rng)
-        rows, cols = np.nonzero((negatives[:, :, None] == contexts[:, None, :]).any(axis=2))
+        clash = np.zeros(negatives.shape, dtype=bool)
+        for j in range(c):  # c <= 2 * max_window_size passes; no (B, C*K, C) temporary
+            clash |= negatives == contexts[:, j : j + 1]
+        rows, cols = np.nonzero(clash)
         for _ in range(max_rounds):  # redraw only the clashing slots
             if len(rows) == 0:
                 break
