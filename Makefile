@@ -36,7 +36,7 @@ check-docker-install: install
 
 bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
-	$(BIN)/python benchmarks/word2vec_vs_gensim.py --epochs 20 --with-sgd
+	$(BIN)/python benchmarks/word2vec_vs_gensim.py --epochs 20 --with-autograd --with-adam
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -71,12 +71,15 @@ def train_word2vec(
     subsample_t: float = 1e-4,
     max_window_size: int = 5,
     num_noise_words: int = 5,
-    batch_size: int = 512,
-    lr: float = 0.005,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Centers per batch. Default: skip-gram 2048, CBOW 512.")] = None,
+    lr: Annotated[float | None, typer.Option(
+        help="Initial learning rate. Default: skip-gram 1.25 (sgd), CBOW 0.005 (sparse_adam).")
+    ] = None,
     lr_schedule: str = "linear",
-    optimizer: Annotated[
-        str, typer.Option(help="sparse_adam (lazy Adam) | adam (dense, the tutorial's) | sgd")
-    ] = "sparse_adam",
+    optimizer: Annotated[str | None, typer.Option(
+        help="sgd (word2vec.c's) | sparse_adam (lazy Adam) | adam (dense, the tutorial's). "
+             "Default: skip-gram sgd, CBOW sparse_adam.")] = None,
     engine: Annotated[str, typer.Option(
         help="auto | fused (closed-form gradients on sparse kernels; skip-gram with "
              "sparse_adam or sgd, float32, CPU) | autograd (model + backward()). auto = "
@@ -91,14 +94,19 @@ def train_word2vec(
     verbose: bool = False,
 ) -> None:
     """Train skip-gram or CBOW word2vec (negative sampling, subsampling) on PTB."""
-    from models.word2vec.train import MODELS, TrainConfig, resolve_engine, train
+    from models.word2vec.train import MODELS, RECIPES, TrainConfig, resolve_engine, train
 
     _setup_logging(verbose)
     if arch not in MODELS:
         raise typer.BadParameter(f"--arch must be one of {', '.join(MODELS)}, got {arch!r}")
     if engine not in ("auto", "fused", "autograd"):
         raise typer.BadParameter(f"--engine must be auto, fused or autograd, got {engine!r}")
+    if optimizer is not None and optimizer not in ("sgd", "sparse_adam", "adam"):
+        raise typer.BadParameter(
+            f"--optimizer must be sgd, sparse_adam or adam, got {optimizer!r}")
     cbow = arch == "cbow"
+    chosen = {"batch_size": batch_size, "lr": lr, "optimizer": optimizer}
+    recipe = RECIPES[arch] | {k: v for k, v in chosen.items() if v is not None}
     cfg = TrainConfig(
         arch=arch,  # type: ignore[arg-type]
         train_file=train_file or data_dir() / "ptb" / "ptb.train.txt",
@@ -107,8 +115,9 @@ def train_word2vec(
         wordsim_dir=wordsim_dir or data_dir() / "wordsim",
         embed_size=embed_size, min_count=min_count, subsample_t=subsample_t,
         max_window_size=max_window_size, num_noise_words=num_noise_words,
-        batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,  # type: ignore[arg-type]
-        optimizer=optimizer,  # type: ignore[arg-type]
+        batch_size=recipe["batch_size"], lr=recipe["lr"],
+        lr_schedule=lr_schedule,  # type: ignore[arg-type]
+        optimizer=recipe["optimizer"],
         engine=engine,  # type: ignore[arg-type]
         epochs=epochs, seed=seed, bf16=bf16, device=device,
         checkpoint_every=checkpoint_every, resume=resume, max_steps=max_steps,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
+from models.cli import app
 from models.word2vec.predictor import Word2VecPredictor
 from models.word2vec.train import TrainConfig, train
 
@@ -57,3 +60,38 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
     a = load_file(straight / "artifact" / "model.safetensors")["center"]
     b = load_file(interrupted / "artifact" / "model.safetensors")["center"]
     torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    ([], {"optimizer": "sgd", "lr": 1.25, "batch_size": 2048, "engine": "fused"}),
+    (["--optimizer", "sparse_adam", "--lr", "0.01"],
+     {"optimizer": "sparse_adam", "lr": 0.01, "batch_size": 2048, "engine": "fused"}),
+    (["--arch", "cbow"],
+     {"optimizer": "sparse_adam", "lr": 0.005, "batch_size": 512, "engine": "autograd"}),
+    (["--arch", "cbow", "--batch-size", "64"],
+     {"optimizer": "sparse_adam", "lr": 0.005, "batch_size": 64, "engine": "autograd"}),
+])
+def test_the_cli_trains_each_architectures_recipe_unless_told_otherwise(
+    tiny_corpus: Path, tmp_path: Path, argv: list[str], expected: dict[str, object]
+) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "train", "word2vec", *argv, "--train-file", str(tiny_corpus), "--out-dir", str(out),
+        "--checkpoint-dir", str(tmp_path / "ckpt"), "--wordsim-dir", str(tmp_path / "none"),
+        "--min-count", "1", "--embed-size", "8", "--max-steps", "2", "--checkpoint-every", "0",
+    ])
+    assert result.exit_code == 0, result.output
+    training = json.loads((out / "card.json").read_text())["training"]
+    assert {k: training[k] for k in expected} == expected
+
+
+def test_an_unknown_optimizer_is_refused_before_training(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, ["train", "word2vec", "--optimizer", "rmsprop",
+                                      "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "sgd, sparse_adam or adam" in result.output
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        train(_config(tiny_corpus, tmp_path, optimizer="rmsprop"))
+    assert not (tmp_path / "artifact").exists()
