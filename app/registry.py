@@ -152,7 +152,9 @@ class ModelRegistry:
             dtype = inference_dtype(predictor.device, self.settings.cuda_dtype, quantize)
             for module in modules.values():
                 cast_for_inference(module, dtype)
-            slot.dtype = str(dtype).removeprefix("torch.") if modules else None
+            # word2vec has no module to cast: it reports the dtype of its vector table
+            slot.dtype = (str(dtype).removeprefix("torch.") if modules
+                          else getattr(predictor, "dtype", None))
         except ManifestError as exc:  # one line naming the file; no traceback to read
             log.error("refusing to load %s: %s", slot.task, exc)
             slot.status, slot.error = "failed", str(exc)

@@ -33,7 +33,7 @@ class ModelList(BaseModel):
     # one model, its card cut to a few fields (GET /v1/models gives the whole card)
     model_config = {"json_schema_extra": {"examples": [{"models": [{
         "task": "word2vec", "status": "ready", "device": "cpu", "quantized": False,
-        "dtype": None, "size_on_disk_bytes": 4405479, "load_seconds": 0.036,
+        "dtype": "float32", "size_on_disk_bytes": 4405479, "load_seconds": 0.036,
         "warmup_seconds": 0.002, "card": {
             "task": "word2vec", "name": "skipgram-ptb", "arch": "skipgram",
             "dataset": {"name": "Penn Treebank (Mikolov LM version)", "split": "train",

@@ -144,6 +144,12 @@ class Word2VecPredictor:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
+    @property
+    def dtype(self) -> str:
+        """The dtype queries are computed in (``"float32"``: the float16 files are widened
+        at load), reported by ``GET /v1/models``."""
+        return str(self.vectors.unit.dtype).removeprefix("torch.")
+
     def resolve(self, word: str) -> int:
         """Vocabulary index of ``word`` (exact match first, then lowercased).
 

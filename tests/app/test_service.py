@@ -31,6 +31,7 @@ async def test_models_lists_the_card_and_runtime_facts(client: httpx.AsyncClient
     (model,) = response.json()["models"]
     assert model["task"] == "word2vec" and model["status"] == "ready"
     assert model["device"] == "cpu" and model["quantized"] is False
+    assert model["dtype"] == "float32"  # the float16 table is widened at load
     assert model["size_on_disk_bytes"] > 1_000_000
     card = model["card"]
     assert card["dataset"]["split"] == "train"
