@@ -127,7 +127,11 @@ def train_word2vec(
         resolve_engine(cfg)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--engine") from exc
-    card = train(cfg)
+    try:
+        card = train(cfg)
+    except FloatingPointError as exc:  # diverged: say which knob to turn, no traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     _echo_summary(cfg.out_dir, card)
 
 

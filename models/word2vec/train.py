@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -183,6 +184,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: the training file does not exist.
+        FloatingPointError: the loss became NaN or infinite (the learning rate is too
+            high); training stops at that step and writes no artifact.
     """
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -271,6 +274,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 loss.backward()
                 optimizer.step()
                 batch_loss, rows = loss.item(), len(label)
+            if not math.isfinite(batch_loss):  # the weights are no use from here on
+                raise FloatingPointError(
+                    f"the training loss became {batch_loss} at epoch {epoch + 1}, step "
+                    f"{step + 1}: the learning rate is too high for this optimizer and batch "
+                    f"size (lr {cfg.lr}, {cfg.optimizer}, batch {cfg.batch_size}; skip-gram "
+                    "SGD diverges from lr 1.5 on batches of 2048): lower --lr; no artifact "
+                    "was written")
             global_step += 1
             running, n = running + batch_loss / rows, n + 1
             if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0:

@@ -95,3 +95,17 @@ def test_an_unknown_optimizer_is_refused_before_training(
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         train(_config(tiny_corpus, tmp_path, optimizer="rmsprop"))
     assert not (tmp_path / "artifact").exists()
+
+
+def test_a_diverging_run_stops_with_the_knob_to_turn_and_writes_nothing(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(FloatingPointError, match=r"lower --lr"):
+        train(_config(tiny_corpus, tmp_path, optimizer="sgd", lr=1e30, checkpoint_every=1))
+    assert not (tmp_path / "artifact").exists()
+    result = CliRunner().invoke(app, [
+        "train", "word2vec", "--train-file", str(tiny_corpus), "--out-dir", str(tmp_path / "o"),
+        "--checkpoint-dir", str(tmp_path / "ck"), "--min-count", "1", "--lr", "1e30",
+    ])
+    assert result.exit_code == 1 and "lower --lr" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()
