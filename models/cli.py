@@ -94,34 +94,30 @@ def train_word2vec(
     verbose: bool = False,
 ) -> None:
     """Train skip-gram or CBOW word2vec (negative sampling, subsampling) on PTB."""
-    from models.word2vec.train import MODELS, RECIPES, TrainConfig, resolve_engine, train
+    from models.word2vec.train import MODELS, OPTIMIZERS, TrainConfig, resolve_engine, train
 
     _setup_logging(verbose)
     if arch not in MODELS:
         raise typer.BadParameter(f"--arch must be one of {', '.join(MODELS)}, got {arch!r}")
     if engine not in ("auto", "fused", "autograd"):
         raise typer.BadParameter(f"--engine must be auto, fused or autograd, got {engine!r}")
-    if optimizer is not None and optimizer not in ("sgd", "sparse_adam", "adam"):
+    if optimizer is not None and optimizer not in OPTIMIZERS:
         raise typer.BadParameter(
-            f"--optimizer must be sgd, sparse_adam or adam, got {optimizer!r}")
+            f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     cbow = arch == "cbow"
-    chosen = {"batch_size": batch_size, "lr": lr, "optimizer": optimizer}
-    recipe = RECIPES[arch] | {k: v for k, v in chosen.items() if v is not None}
-    cfg = TrainConfig(
-        arch=arch,  # type: ignore[arg-type]
+    chosen = {"batch_size": batch_size, "lr": lr, "optimizer": optimizer}  # None: the recipe's
+    cfg = TrainConfig.for_arch(
+        arch,
         train_file=train_file or data_dir() / "ptb" / "ptb.train.txt",
         out_dir=out_dir or artifacts_dir() / "word2vec" / ("cbow" if cbow else ""),
         checkpoint_dir=checkpoint_dir or Path("runs/word2vec-cbow" if cbow else "runs/word2vec"),
         wordsim_dir=wordsim_dir or data_dir() / "wordsim",
         embed_size=embed_size, min_count=min_count, subsample_t=subsample_t,
         max_window_size=max_window_size, num_noise_words=num_noise_words,
-        batch_size=recipe["batch_size"], lr=recipe["lr"],
-        lr_schedule=lr_schedule,  # type: ignore[arg-type]
-        optimizer=recipe["optimizer"],
-        engine=engine,  # type: ignore[arg-type]
-        epochs=epochs, seed=seed, bf16=bf16, device=device,
-        checkpoint_every=checkpoint_every, resume=resume, max_steps=max_steps,
+        lr_schedule=lr_schedule, engine=engine, epochs=epochs, seed=seed, bf16=bf16,
+        device=device, checkpoint_every=checkpoint_every, resume=resume, max_steps=max_steps,
         command=_command_line(ctx),
+        **{k: v for k, v in chosen.items() if v is not None},
     )
     try:
         resolve_engine(cfg)

@@ -70,6 +70,7 @@ DESCRIPTIONS = {
 # Each architecture's default optimiser, learning rate and batch size (centers per batch).
 # Skip-gram: best WordSim-353 and MEN means over seeds 0-4 (README); SGD at lr >= 1.5
 # diverges on batches of 2048. CBOW: the committed cbow artifact's settings.
+OPTIMIZERS = ("sgd", "sparse_adam", "adam")
 RECIPES: dict[str, dict[str, Any]] = {
     "skipgram": {"optimizer": "sgd", "lr": 1.25, "batch_size": 2048},
     "cbow": {"optimizer": "sparse_adam", "lr": 0.005, "batch_size": 512},
@@ -146,7 +147,8 @@ def _build_optimizer(model: SkipGram | CBOW, cfg: TrainConfig) -> torch.optim.Op
         return torch.optim.SGD(model.parameters(), lr=cfg.lr)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, sparse_adam or adam")
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of "
+                     f"{', '.join(OPTIMIZERS)}")
 
 
 def resolve_engine(cfg: TrainConfig) -> Literal["fused", "autograd"]:

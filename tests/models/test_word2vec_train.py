@@ -90,7 +90,7 @@ def test_an_unknown_optimizer_is_refused_before_training(
 ) -> None:
     result = CliRunner().invoke(app, ["train", "word2vec", "--optimizer", "rmsprop",
                                       "--out-dir", str(tmp_path / "out")])
-    assert result.exit_code == 2 and "sgd, sparse_adam or adam" in result.output
+    assert result.exit_code == 2 and "sgd, sparse_adam, adam" in result.output
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         train(_config(tiny_corpus, tmp_path, optimizer="rmsprop"))
