@@ -285,7 +285,14 @@ def evaluate_handwriting(
     sets: Annotated[str | None, typer.Option(
         help="Comma list of archives to score (default: every 64x64 set).")] = None,
     pages: Annotated[list[Path] | None, typer.Option(
-        help="Folder of page images with labels.jsonl; repeatable.")] = None,
+        help="Folder of page images with labels.tsv (filename, text, style) or labels.jsonl "
+        "(file, text[, style]); CER and WER per style. Repeatable.")] = None,
+    pipeline: Annotated[str | None, typer.Option(
+        help="auto | lines | contours: how recognize() reads --pages and --synth pages "
+        "(default: the predictor's default).")] = None,
+    letters: Annotated[bool | None, typer.Option(
+        "--letters/--no-letters", help="Score letter accuracy on the test splits "
+        "(default: yes, unless --pages is given).")] = None,
     synth: Annotated[int, typer.Option(
         help="Also compose this many pages per difficulty from test letters and score them.")
     ] = 0,
@@ -294,32 +301,66 @@ def evaluate_handwriting(
     difficulty: Annotated[str, typer.Option(help="clean,realistic (comma list)")] = (
         "clean,realistic"),
     seed: int = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Letter accuracy per test split (writer-disjoint sets first) with the most confused
-    pairs; with --pages/--synth, character error rate and word accuracy on whole pages."""
+    pairs; with --pages, per style and overall: CER on A-Z (case-insensitive), CER as
+    written and WER, and each image's reading; with --synth, CER and word accuracy on
+    composed pages. Metrics: models/handwriting/metrics.py (ErrorCounts)."""
+    from dataclasses import asdict
+    from typing import Any
+
     from models.handwriting.data import SETS_64, LabelSet, load_sets
     from models.handwriting.evaluate import (
+        format_page_report,
         format_page_score,
         format_scores,
+        page_reader,
+        read_page_labels,
+        read_pages,
         score_pages,
         score_sets,
     )
     from models.handwriting.predictor import HandwritingPredictor
     from models.handwriting.synth import make_eval_set
 
-    predictor = HandwritingPredictor.load(artifact_dir or artifacts_dir() / "handwriting")
+    try:  # labels and images checked before any model work
+        labelled = [(folder, read_page_labels(folder)) for folder in pages or []]
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    directory = artifact_dir or artifacts_dir() / "handwriting"
+    predictor = HandwritingPredictor.load(directory)
+    try:
+        read = page_reader(predictor, pipeline)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--pipeline") from exc
     root = data_dir_ or data_dir() / "handwriting"
-    names = tuple(sets.split(",")) if sets else SETS_64
-    label_set = LabelSet(predictor.card.get("labels", "letters").split(":")[0],
-                         tuple(predictor.classes))
-    test = load_sets(root, names, 1, label_set)
-    typer.echo(format_scores(score_sets(predictor.model, test, label_set, predictor.image_size)))
-    folders = list(pages or [])
+    out: dict[str, Any] = {}
+    score_letters = letters if letters is not None else not pages
+    if score_letters:
+        names = tuple(sets.split(",")) if sets else SETS_64
+        label_set = LabelSet(predictor.card.get("labels", "letters").split(":")[0],
+                             tuple(predictor.classes))
+        test = load_sets(root, names, 1, label_set)
+        scores = score_sets(predictor.model, test, label_set, predictor.image_size)
+        out["letters"] = [asdict(s) for s in scores]
+        if not as_json:
+            typer.echo(format_scores(scores))
+    system = f"modelzoo {directory} (pipeline {pipeline or 'default'})"
+    for folder, labels in labelled:
+        report = read_pages(read, folder, system, labels)
+        out.setdefault("pages", []).append(report.to_dict())
+        if not as_json:
+            typer.echo(format_page_report(report))
     for level in (d for d in difficulty.split(",") if synth):
-        folders.append(make_eval_set(synth_dir, synth, seed, level, data_dir=root,
-                                     overwrite=True))
-    for folder in folders:
-        typer.echo(format_page_score(score_pages(predictor, folder)))
+        folder = make_eval_set(synth_dir, synth, seed, level, data_dir=root, overwrite=True)
+        page_score = score_pages(predictor, folder, pipeline=pipeline)
+        out.setdefault("synth", []).append(asdict(page_score))
+        if not as_json:
+            typer.echo(format_page_score(page_score))
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
 
 
 @train_app.command("translation")

@@ -1,14 +1,20 @@
 """Letter accuracy per dataset (writer-disjoint sets reported apart), confusions, and
-character error rate on whole pages."""
+error rates on whole pages: composed pages (:func:`score_pages`) and folders of real pages
+scored per writing style (:func:`read_pages`)."""
 
 from __future__ import annotations
 
+import csv
+import inspect
 import json
+import logging
+import math
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,10 +22,19 @@ from torch import nn
 
 from models.handwriting.augment import prepare_batch
 from models.handwriting.data import WRITER_DISJOINT, LabelSet, LetterSet
-from models.handwriting.metrics import character_error_rate, edit_distance, word_accuracy
+from models.handwriting.metrics import (
+    ErrorCounts,
+    character_error_rate,
+    edit_distance,
+    error_counts,
+    total_counts,
+    word_accuracy,
+)
 
 if TYPE_CHECKING:
     from models.handwriting.predictor import HandwritingPredictor
+
+log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
@@ -103,22 +118,26 @@ class PageScore:
     worst: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def score_pages(predictor: HandwritingPredictor, folder: Path, worst: int = 3) -> PageScore:
-    """Read every page listed in ``folder/labels.jsonl`` and score the text.
+def score_pages(predictor: HandwritingPredictor, folder: Path, worst: int = 3,
+                pipeline: str | None = None) -> PageScore:
+    """Read every page listed in ``folder`` (:func:`read_page_labels`: ``labels.jsonl`` as
+    :func:`models.handwriting.synth.make_eval_set` writes it, or ``labels.tsv``) and score
+    the text against the upper-cased references; ``pipeline`` as :func:`page_reader`.
 
     Raises:
-        FileNotFoundError: no ``labels.jsonl`` or a listed image is missing.
+        FileNotFoundError: no labels file, or a listed image is missing.
+        ValueError: as :func:`page_reader`.
     """
-    records = [json.loads(line) for line in
-               (folder / "labels.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    read = page_reader(predictor, pipeline)
+    records = read_page_labels(folder)
     hyps, refs, seconds = [], [], 0.0
     for r in records:
+        data = (folder / r.file).read_bytes()
         t0 = time.perf_counter()
-        result, _ = predictor.recognize((folder / r["file"]).read_bytes())
+        hyps.append(read(data))
         seconds += time.perf_counter() - t0
-        hyps.append(result.text)
-        refs.append(r["text"].upper())
-    per_page = sorted(((edit_distance(h, t) / max(1, len(t)), f["file"], h, t)
+        refs.append(r.text.upper())
+    per_page = sorted(((edit_distance(h, t) / max(1, len(t)), f.file, h, t)
                        for h, t, f in zip(hyps, refs, records, strict=True)), reverse=True)
     return PageScore(
         str(folder), len(records), character_error_rate(hyps, refs), word_accuracy(hyps, refs),
@@ -137,4 +156,209 @@ def format_page_score(s: PageScore) -> str:
              f"{100 * s.letter_count_accuracy:.1f}%  {1000 * s.seconds_per_page:.0f} ms/page"]
     for name, hyp, ref in s.worst:
         lines.append(f"  worst {name}: read {hyp!r} for {ref!r}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------ real pages, per style
+
+PIPELINES = ("auto", "lines", "contours")
+TSV_COLUMNS = ("filename", "text", "style")
+
+
+@dataclass(frozen=True)
+class PageLabel:
+    """One labelled image of a page folder: its file name (relative to the folder), the
+    transcription as written (case and punctuation kept) and its writing style."""
+
+    file: str
+    text: str
+    style: str = "unknown"
+
+
+def read_page_labels(folder: Path) -> list[PageLabel]:
+    """The labels of a page folder, every listed image checked to exist.
+
+    ``labels.tsv`` (tab-separated, a header row naming at least ``filename``, ``text`` and
+    ``style``; other columns are ignored) is read when present, else ``labels.jsonl`` (one
+    ``{"file", "text"}`` object per line, ``"style"`` optional). A missing or empty style
+    is ``"unknown"``.
+
+    Raises:
+        FileNotFoundError: ``folder`` has neither labels file, or listed images are missing
+            (the message names them).
+        ValueError: the TSV header lacks a required column, or a row or line is malformed.
+    """
+    tsv, jsonl = folder / "labels.tsv", folder / "labels.jsonl"
+    if tsv.is_file():
+        labels = _read_tsv(tsv)
+    elif jsonl.is_file():
+        labels = _read_jsonl(jsonl)
+    else:
+        raise FileNotFoundError(f"{folder} has no labels.tsv (filename, text, style) or "
+                                "labels.jsonl ({\"file\", \"text\"} per line); add one")
+    missing = [r.file for r in labels if not (folder / r.file).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image(s) listed in the labels of {folder} "
+                                f"are missing: {', '.join(missing)}")
+    return labels
+
+
+def _read_tsv(path: Path) -> list[PageLabel]:
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows:
+        raise ValueError(f"{path} is empty; it needs a header row {', '.join(TSV_COLUMNS)}")
+    header = rows[0]
+    absent = [c for c in TSV_COLUMNS if c not in header]
+    if absent:
+        raise ValueError(f"{path}: the header row {header} lacks column(s) "
+                         f"{', '.join(absent)}; tab-separated {', '.join(TSV_COLUMNS)} needed")
+    col = {c: header.index(c) for c in TSV_COLUMNS}
+    labels = []
+    for n, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) <= max(col["filename"], col["text"]):
+            raise ValueError(f"{path}:{n}: {len(row)} tab-separated field(s), expected "
+                             f"{len(header)} as in the header")
+        style = row[col["style"]].strip() if len(row) > col["style"] else ""
+        labels.append(PageLabel(row[col["filename"]], row[col["text"]], style or "unknown"))
+    return labels
+
+
+def _read_jsonl(path: Path) -> list[PageLabel]:
+    labels = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            labels.append(PageLabel(r["file"], r["text"], r.get("style") or "unknown"))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{n}: expected a JSON object with \"file\" and \"text\" "
+                             f"({exc})") from exc
+    return labels
+
+
+def page_reader(predictor: HandwritingPredictor,
+                pipeline: str | None = None) -> Callable[[bytes], str]:
+    """``image bytes → text`` with ``predictor.recognize``.
+
+    ``pipeline`` (one of :data:`PIPELINES`) is passed on only when given, and only to a
+    predictor whose ``recognize`` takes it; one without that argument has the contour
+    pipeline alone, so ``"auto"`` and ``"contours"`` read with it.
+
+    Raises:
+        ValueError: an unknown pipeline, or ``"lines"`` for a predictor without it.
+    """
+    if pipeline is None:
+        return lambda data: predictor.recognize(data)[0].text
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}; use one of {', '.join(PIPELINES)}")
+    if "pipeline" in inspect.signature(predictor.recognize).parameters:
+        kwargs: dict[str, Any] = {"pipeline": pipeline}
+        return lambda data: predictor.recognize(data, **kwargs)[0].text
+    if pipeline == "lines":
+        raise ValueError("this HandwritingPredictor has no line recognizer (recognize() takes "
+                         "no pipeline); use --pipeline contours or auto")
+    log.info("recognize() takes no pipeline; pipeline %r reads with contours", pipeline)
+    return lambda data: predictor.recognize(data)[0].text
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """One image read and scored: ``ms`` is the wall time of the read."""
+
+    file: str
+    style: str
+    reference: str
+    hypothesis: str
+    counts: ErrorCounts
+    ms: float
+
+
+@dataclass
+class PageReport:
+    """A page folder read by one system, scored per image (:func:`error_counts`).
+
+    Rates per style and overall sum the counts of their images (total edits / total
+    reference length), so a long page weighs more than a short line.
+    """
+
+    folder: str
+    system: str
+    images: list[ImageScore]
+
+    def styles(self) -> list[str]:
+        return sorted({s.style for s in self.images})
+
+    def of_style(self, style: str | None = None) -> list[ImageScore]:
+        """The images of one style, or all images when ``style`` is None."""
+        return [s for s in self.images if style is None or s.style == style]
+
+    def counts(self, style: str | None = None) -> ErrorCounts:
+        """Summed counts of one style's images, or of all images."""
+        return total_counts(s.counts for s in self.of_style(style))
+
+    def ms_per_image(self, style: str | None = None) -> float:
+        ms = [s.ms for s in self.of_style(style)]
+        return sum(ms) / len(ms) if ms else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: rates per style and overall (``null`` where undefined), per image."""
+        def summary(style: str | None) -> dict[str, Any]:
+            c = self.counts(style)
+            return {"images": len(self.of_style(style)),
+                    "cer_az": _finite(c.cer_az), "cer": _finite(c.cer), "wer": _finite(c.wer),
+                    "ms_per_image": _finite(self.ms_per_image(style)), "counts": asdict(c)}
+
+        return {"folder": self.folder, "system": self.system,
+                "styles": {style: summary(style) for style in self.styles()},
+                "overall": summary(None),
+                "images": [{"file": s.file, "style": s.style, "cer_az": _finite(s.counts.cer_az),
+                            "cer": _finite(s.counts.cer), "wer": _finite(s.counts.wer),
+                            "ms": round(s.ms, 2), "hypothesis": s.hypothesis,
+                            "reference": s.reference} for s in self.images]}
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 6)
+
+
+def read_pages(read: Callable[[bytes], str], folder: Path, system: str = "modelzoo",
+               labels: list[PageLabel] | None = None) -> PageReport:
+    """Read every labelled image of ``folder`` with ``read`` (image bytes → text, e.g.
+    :func:`page_reader`) and score it against its reference as written.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`read_page_labels`.
+    """
+    scores = []
+    for r in labels if labels is not None else read_page_labels(folder):
+        data = (folder / r.file).read_bytes()
+        t0 = time.perf_counter()
+        text = read(data)
+        ms = 1000 * (time.perf_counter() - t0)
+        scores.append(ImageScore(r.file, r.style, r.text, text, error_counts(text, r.text), ms))
+    return PageReport(str(folder), system, scores)
+
+
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:.1f}%"
+
+
+def format_page_report(report: PageReport) -> str:
+    """A table per style and overall (CER A–Z, CER, WER, ms per image), then one line per
+    image with its CERs and what was read."""
+    lines = [f"{report.folder}: {len(report.images)} images read by {report.system}",
+             f"{'style':<16}{'images':>7}{'CER A-Z':>9}{'CER':>9}{'WER':>9}{'ms/image':>10}"]
+    for style in [*report.styles(), None]:
+        c = report.counts(style)
+        lines.append(f"{style or 'overall':<16}{len(report.of_style(style)):>7}"
+                     f"{_pct(c.cer_az):>9}{_pct(c.cer):>9}{_pct(c.wer):>9}"
+                     f"{report.ms_per_image(style):>10.0f}")
+    width = max([4, *(len(s.file) for s in report.images)])
+    lines.append(f"{'file':<{width}}  {'style':<10}{'CER A-Z':>8}{'CER':>8}  hypothesis")
+    lines += [f"{s.file:<{width}}  {s.style:<10}{_pct(s.counts.cer_az):>8}"
+              f"{_pct(s.counts.cer):>8}  {s.hypothesis!r}" for s in report.images]
     return "\n".join(lines)

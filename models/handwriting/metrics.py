@@ -1,13 +1,17 @@
-"""Whole-image text metrics: character error rate (CER) and exact-word accuracy.
+"""Whole-image text metrics: character error rate (CER), exact-word accuracy, and the
+per-image error counts of the page reports (two CERs and the word error rate, WER).
 
-Both are corpus-level and case-sensitive (upper-case both sides first for a
-case-insensitive score). Texts are plain ``str``: words separated by spaces, lines by
-``"\\n"``.
+:func:`character_error_rate` and :func:`word_accuracy` are corpus-level and case-sensitive
+(upper-case both sides first for a case-insensitive score). :class:`ErrorCounts` holds the
+three page-report metrics, defined at :func:`error_counts`. Texts are plain ``str``: words
+separated by spaces, lines by ``"\\n"``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, dataclass
 
 from rapidfuzz.distance import Levenshtein
 
@@ -79,3 +83,92 @@ def word_accuracy(hypotheses: Sequence[str], references: Sequence[str]) -> float
     if total == 0:
         raise ValueError("the references hold no words, so word accuracy is undefined")
     return correct / total
+
+
+# ------------------------------------------------------------ per-image error counts
+#
+# The page reports (``modelzoo evaluate handwriting --pages``, the Tesseract benchmark) score
+# each image as error counts, then sum the counts over images: a corpus rate is total edits /
+# total reference units, never a mean of per-image ratios (a one-word line weighs less than
+# a page).
+
+
+def normalize_whitespace(text: str) -> str:
+    """``text`` with every run of whitespace (spaces, tabs, newlines, form feeds) turned
+    into one space, and none at either end."""
+    return " ".join(text.split())
+
+
+def letters_az(text: str) -> str:
+    """The A–Z letters of ``text`` upper-cased, in order; everything else is dropped:
+    spaces, newlines, digits, punctuation and letters outside A–Z (``"é"``, ``"ß"``).
+
+    ``"Hello, World!"`` → ``"HELLOWORLD"``.
+    """
+    return "".join(c for c in text.upper() if "A" <= c <= "Z")
+
+
+def words_of(text: str) -> list[str]:
+    """The words of ``text`` for WER: upper-cased, every character that is neither a letter,
+    a digit nor whitespace deleted (so ``"don't"`` → ``"DONT"``, ``"page."`` → ``"PAGE"``,
+    a lone ``"-"`` vanishes), then split on whitespace."""
+    return "".join(c for c in text.upper() if c.isalnum() or c.isspace()).split()
+
+
+@dataclass(frozen=True)
+class ErrorCounts:
+    """Edit counts of one image, or summed over several (``+``).
+
+    Attributes:
+        char_edits, chars: case-sensitive CER: Levenshtein distance between the texts after
+            :func:`normalize_whitespace`, and the normalized reference's length.
+        az_edits, az_chars: case-insensitive A–Z CER: the same on :func:`letters_az` of
+            both texts (no spaces, no punctuation).
+        word_edits, words: WER: word-level Levenshtein distance between :func:`words_of`
+            both texts (a word substituted, inserted or deleted costs one), and the
+            reference's word count.
+    """
+
+    char_edits: int = 0
+    chars: int = 0
+    az_edits: int = 0
+    az_chars: int = 0
+    word_edits: int = 0
+    words: int = 0
+
+    def __add__(self, other: ErrorCounts) -> ErrorCounts:
+        return ErrorCounts(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    @property
+    def cer(self) -> float:
+        """Case-sensitive CER, ``nan`` when the references hold no characters."""
+        return _rate(self.char_edits, self.chars)
+
+    @property
+    def cer_az(self) -> float:
+        """Case-insensitive A–Z CER, ``nan`` when the references hold no A–Z letters."""
+        return _rate(self.az_edits, self.az_chars)
+
+    @property
+    def wer(self) -> float:
+        """Word error rate, ``nan`` when the references hold no words."""
+        return _rate(self.word_edits, self.words)
+
+
+def _rate(edits: int, total: int) -> float:
+    return edits / total if total else math.nan
+
+
+def error_counts(hypothesis: str, reference: str) -> ErrorCounts:
+    """The :class:`ErrorCounts` of one hypothesis against its reference."""
+    hyp, ref = normalize_whitespace(hypothesis), normalize_whitespace(reference)
+    hyp_az, ref_az = letters_az(hypothesis), letters_az(reference)
+    hyp_words, ref_words = words_of(hypothesis), words_of(reference)
+    return ErrorCounts(edit_distance(hyp, ref), len(ref),
+                       edit_distance(hyp_az, ref_az), len(ref_az),
+                       int(Levenshtein.distance(hyp_words, ref_words)), len(ref_words))
+
+
+def total_counts(counts: Iterable[ErrorCounts]) -> ErrorCounts:
+    """The sum of per-image counts (zero counts for none)."""
+    return sum(counts, ErrorCounts())
