@@ -237,8 +237,20 @@ def train_handwriting(
     ctx: typer.Context,
     preset: Annotated[str, typer.Option(help="served | baseline (the seed tutorial's CNN)")] = (
         "served"),
+    arch: Annotated[str, typer.Option(
+        help="letters: the letter CNN of --preset (pipeline=contours); crnn: the line "
+        "recognizer (CRNN + CTC, pipeline=lines), written to <artifacts>/handwriting/crnn")] = (
+        "letters"),
     data_dir_: Annotated[Path | None, typer.Option(
-        "--data-dir", help="Folder with the handwriting/*.npz archives.")] = None,
+        "--data-dir", help="Folder with the handwriting/*.npz archives (with --arch crnn: "
+        "the data root holding handwriting/, ptb/ and multi30k/).")] = None,
+    steps: Annotated[int, typer.Option(help="--arch crnn: optimizer steps.")] = 12000,
+    fonts_dir: Annotated[Path, typer.Option(
+        help="--arch crnn: where handwriting fonts are installed (Debian fonts-* packages; "
+        "none found = letter crops only).")] = Path("/usr/share/fonts"),
+    workers: Annotated[int, typer.Option(help="--arch crnn: line-composing processes.")] = 1,
+    threads: Annotated[int, typer.Option(
+        help="--arch crnn: torch threads of the training process (0 = torch's default).")] = 0,
     out_dir: Annotated[Path | None, typer.Option(help="Artifact directory to write.")] = None,
     checkpoint_dir: Path = Path("runs/handwriting"),
     label_set: Annotated[str, typer.Option(help="letters (A-Z) | alnum (0-9, A-Z)")] = "letters",
@@ -257,10 +269,26 @@ def train_handwriting(
     max_steps: int | None = None,
     verbose: bool = False,
 ) -> None:
-    """Train the letter classifier on the shared handwriting sets (train splits)."""
+    """Train the letter classifier on the shared handwriting sets (train splits), or with
+    --arch crnn the line recognizer on composed lines."""
     from models.handwriting.train import TrainConfig, train
 
     _setup_logging(verbose)
+    if arch not in ("letters", "crnn"):
+        raise typer.BadParameter(f"unknown --arch {arch!r}; use letters or crnn")
+    if arch == "crnn":
+        from models.handwriting.train_crnn import CRNNTrainConfig, train_crnn
+
+        ccfg = CRNNTrainConfig(
+            data_dir=data_dir_ or data_dir(),
+            out_dir=out_dir or artifacts_dir() / "handwriting" / "crnn",
+            checkpoint_dir=(checkpoint_dir if checkpoint_dir != Path("runs/handwriting")
+                            else Path("runs/handwriting-crnn")),
+            fonts_dir=fonts_dir, steps=steps, batch_size=batch_size or 32, lr=lr or 1.5e-3,
+            seed=seed, bf16=bf16, workers=workers, threads=threads, device=device,
+            resume=resume, max_steps=max_steps, command=_command_line(ctx))
+        _echo_summary(ccfg.out_dir, train_crnn(ccfg))
+        return
     emnist = (emnist_images, emnist_labels, emnist_mapping)
     if any(emnist) and not all(emnist):
         raise typer.BadParameter("give --emnist-images, --emnist-labels and --emnist-mapping "
