@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from app.batching import cancel_on_disconnect
 from app.deps import HandwritingDep, SettingsDep, get_batcher
 from app.errors import BATCHED_ERROR_RESPONSES, APIError, error_doc
-from app.schemas.handwriting import Alternative, Character, RecognizeResponse
+from app.schemas.handwriting import Alternative, Character, RecognizeResponse, TextLineBox
 from models.handwriting.predictor import HandwritingPredictor, Recognition, annotate
 
 router = APIRouter(prefix="/v1/handwriting", tags=["handwriting"])
@@ -76,9 +76,15 @@ def classify_batch(model: HandwritingPredictor, pages: list[np.ndarray]) -> list
 
 
 async def _recognize(request: Request, model: HandwritingPredictor, settings: SettingsDep,
-                     data: bytes) -> tuple[Recognition, np.ndarray]:
-    """Decode and segment in the threadpool, then classify the letters, batched with those
-    of concurrent requests (``MODELZOO_HANDWRITING_MAX_BATCH_SIZE`` images per pass)."""
+                     data: bytes, pipeline: str = "auto") -> tuple[Recognition, np.ndarray]:
+    """``lines``: decode, find and read the lines in the threadpool. ``contours``/``auto``:
+    decode and segment in the threadpool, then classify the letters, batched with those of
+    concurrent requests (``MODELZOO_HANDWRITING_MAX_BATCH_SIZE`` images per pass); ``auto``
+    then reads the lines too when the letters do not look written apart."""
+    model.check_pipeline(pipeline)
+    if pipeline == "lines":
+        return await run_in_threadpool(model.recognize, data, settings.handwriting_max_pixels,
+                                       settings.handwriting_max_side, "lines")
     page = await run_in_threadpool(model.segment_image, data, settings.handwriting_max_pixels,
                                    settings.handwriting_max_side)
     batcher = get_batcher(request, "handwriting", partial(classify_batch, model),
@@ -88,13 +94,30 @@ async def _recognize(request: Request, model: HandwritingPredictor, settings: Se
         probs = await run_in_threadpool(model.classify, page.crops)
     else:
         [probs] = await cancel_on_disconnect(batcher.submit([page.crops]), request.receive)
-    return model.assemble(page, probs, 1000 * (time.perf_counter() - started)), page.rgb
+    contours = model.assemble(page, probs, 1000 * (time.perf_counter() - started))
+    if pipeline == "contours":
+        return contours, page.rgb
+    return await run_in_threadpool(model.finish, contours, page, pipeline), page.rgb
 
 
-def _response(result: Recognition, classes: str, png: bytes | None) -> RecognizeResponse:
+PipelineQuery = Annotated[str, Query(
+    pattern="^(auto|lines|contours)$",
+    description="`contours`: segment letters and classify each (best for letters written "
+    "apart, e.g. block capitals); `lines`: read each text line whole with the CRNN line "
+    "recognizer (mixed case, joined writing, notebook pages); `auto`: contours when the "
+    "letter classifier is sure of every letter, else lines (the rule is measured in "
+    "`benchmarks/handwriting_pipeline_rule.py`).")]
+
+
+def _response(result: Recognition, model: HandwritingPredictor,
+              png: bytes | None) -> RecognizeResponse:
+    labels = model.classes if result.pipeline == "contours" else model.labels
     return RecognizeResponse(
         text=result.text, lines=result.lines, width=result.width, height=result.height,
-        labels=classes,
+        labels=labels, pipeline=result.pipeline,
+        line_boxes=[TextLineBox(text=t, box=list(b), words=[list(w) for w in ws])
+                    for t, b, ws in zip(result.lines, result.line_boxes, result.word_boxes,
+                                        strict=False)],
         characters=[Character(char=c.char, confidence=c.confidence, box=list(c.box), line=c.line,
                               word=c.word,
                               alternatives=[Alternative(char=a, confidence=p)
@@ -104,9 +127,13 @@ def _response(result: Recognition, classes: str, png: bytes | None) -> Recognize
     )
 
 
-@router.post("/recognize", response_model=RecognizeResponse, summary="Read handwritten letters",
-             description="Segments the image into letters (lines top to bottom, letters left to "
-             "right, a space between words) and classifies each with the letter CNN. "
+@router.post("/recognize", response_model=RecognizeResponse, summary="Read handwriting",
+             description="Reads the text of the image by one of two pipelines (`pipeline`): "
+             "`contours` segments it into letters (lines top to bottom, letters left to "
+             "right, a space between words) and classifies each with the letter CNN; `lines` "
+             "finds the text lines (ruled or plain paper, any part of a photo), deskews them "
+             "and reads each whole with the CRNN + CTC line recognizer and a character "
+             "language model; `auto` (default) chooses per image. "
              + UPLOAD_DOC + " An image without ink gives empty text. The letters of "
              "concurrent requests are classified together in one batch "
              "(`MODELZOO_HANDWRITING_MAX_BATCH_SIZE` images, `MODELZOO_HANDWRITING_MAX_WAIT_MS`)"
@@ -120,11 +147,12 @@ async def recognize(
     annotate_image: Annotated[bool, Query(
         alias="annotate", description="Also return the image with boxes and letters drawn "
         "on it (PNG, base64).")] = False,
+    pipeline: PipelineQuery = "auto",
 ) -> RecognizeResponse:
     data = await _read(request, file, settings)
-    result, rgb = await _recognize(request, model, settings, data)
+    result, rgb = await _recognize(request, model, settings, data, pipeline)
     png = await run_in_threadpool(annotate, rgb, result) if annotate_image else None
-    return _response(result, model.classes, png)
+    return _response(result, model, png)
 
 
 @router.post("/annotate", summary="Read handwritten letters, return the annotated image",
@@ -144,9 +172,10 @@ async def annotate_route(
     file: Annotated[UploadFile, File(description="The image to read.")],
     model: HandwritingDep,
     settings: SettingsDep,
+    pipeline: PipelineQuery = "auto",
 ) -> Response:
     data = await _read(request, file, settings)
-    result, rgb = await _recognize(request, model, settings, data)
+    result, rgb = await _recognize(request, model, settings, data, pipeline)
     png = await run_in_threadpool(annotate, rgb, result)
     text = result.text.encode("unicode_escape").decode("ascii")
     return Response(png, media_type="image/png", headers={"X-Text": text})

@@ -411,13 +411,15 @@ function initHandwriting() {
     if (!file) throw new Error("Choose an image file first.");
     const body = new FormData();
     body.append("file", file, file.name || "upload.png");
-    const data = await api(ENDPOINTS.recognize, body);
+    const pipeline = form.elements.pipeline ? form.elements.pipeline.value : "auto";
+    const [method, path] = ENDPOINTS.recognize;
+    const data = await api([method, `${path}?pipeline=${encodeURIComponent(pipeline)}`], body);
     const n = data.characters.length;
     const mean = n ? data.characters.reduce((s, c) => s + c.confidence, 0) / n : 0;
     result.replaceChildren(
       el("div", { class: "output" }, data.text || "(no letters found)"),
       el("p", { class: "meta" }, n
-        ? `${n} letters · mean confidence ${(100 * mean).toFixed(1)}% · image ${data.width}×${data.height}`
+        ? `${n} letters · mean confidence ${(100 * mean).toFixed(1)}% · image ${data.width}×${data.height} · read by ${data.pipeline}`
         : `No ink found in the ${data.width}×${data.height} image.`));
     if (image) drawBoxes(canvas, image, data);
   });

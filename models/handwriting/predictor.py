@@ -1,8 +1,17 @@
-"""Serving-side handwriting recognition: image bytes → ink map → letters → CNN → text.
+"""Serving-side handwriting recognition: image bytes → ink map → text, by two pipelines.
 
-The seed tutorial's pipeline (threshold, contours, bounding boxes, classify each crop, write
-the letters onto the image), with the robust preprocessing of
+``contours``: the seed tutorial's pipeline (threshold, contours, bounding boxes, classify each
+crop with the letter CNN, write the letters onto the image), with the robust preprocessing of
 :mod:`models.handwriting.preprocess` and the reading order of :mod:`models.handwriting.segment`.
+Best on letters written apart (block capitals).
+
+``lines``: text lines found on the page (:mod:`models.handwriting.lines`), each read whole by
+the CRNN + CTC line recognizer (:mod:`models.handwriting.linereader`): no letter
+segmentation, so joined, touching and lower-case writing work. Its artifact lives in the
+``crnn/`` folder of the handwriting artifact.
+
+``auto`` reads with contours first and keeps that reading when the page looks like letters
+written apart (:func:`prefer_contours`), else reads with lines.
 """
 
 from __future__ import annotations
@@ -19,14 +28,24 @@ import torch
 from torch import nn
 
 from models.common.artifacts import ArtifactError, load_artifact
+from models.common.errors import InvalidInputError
 from models.common.quantize import apply_saved_int8
 from models.handwriting.augment import prepare_batch
+from models.handwriting.linereader import LineReader
 from models.handwriting.model import build_model
 from models.handwriting.preprocess import decode_image, ink_map
 from models.handwriting.quantize_static import load_static, use_static_int8
 from models.handwriting.segment import Box, Layout, crop_letters, segment
 
 log = logging.getLogger(__name__)
+
+#: The line recognizer's folder inside the handwriting artifact.
+CRNN_DIR = "crnn"
+PIPELINES = ("auto", "lines", "contours")
+#: ``auto`` keeps the contour reading when its letters' mean confidence is at least this
+#: and no letter is below AUTO_MIN_LETTER (measured: benchmarks/handwriting_pipeline_rule.py).
+AUTO_MEAN_CONFIDENCE = 0.9
+AUTO_MIN_LETTER = 0.5
 
 
 @dataclass
@@ -52,7 +71,11 @@ class Recognition:
         letters: every letter in reading order.
         width, height: the decoded (EXIF-rotated) image size in pixels.
         timings_ms: wall time of ``decode``, ``segment`` (ink map + segmentation + crops)
-            and ``classify``, in milliseconds.
+            and ``classify``, in milliseconds (``lines``: ``read_lines`` too).
+        pipeline: ``"contours"`` or ``"lines"``: which pipeline produced this reading.
+        line_boxes: ``(x, y, w, h)`` per line in image pixels.
+        word_boxes: per line, ``(x, y, w, h)`` per word (``lines`` pipeline; letter boxes
+            grouped by word for ``contours``).
     """
 
     text: str
@@ -61,6 +84,9 @@ class Recognition:
     width: int
     height: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    pipeline: str = "contours"
+    line_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    word_boxes: list[list[tuple[int, int, int, int]]] = field(default_factory=list)
 
 
 @dataclass
@@ -72,12 +98,14 @@ class SegmentedPage:
         layout: lines → words → letter boxes (:func:`models.handwriting.segment.segment`).
         crops: uint8 (N, 64, 64), one per letter in reading order, ink bright on black.
         timings_ms: ``decode`` (when decoded here) and ``segment`` wall times, milliseconds.
+        layout_max_side: the ``max_side`` the ink map was made with.
     """
 
     rgb: np.ndarray
     layout: Layout
     crops: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
+    layout_max_side: int = 1600
 
 
 class HandwritingPredictor:
@@ -96,11 +124,13 @@ class HandwritingPredictor:
     task = "handwriting"
 
     def __init__(self, model: nn.Module, config: dict[str, Any], card: dict[str, Any],
-                 device: torch.device, quantized: bool, quantization: str = "none") -> None:
+                 device: torch.device, quantized: bool, quantization: str = "none",
+                 line_reader: LineReader | None = None) -> None:
         self.model, self.card, self.device, self.quantized = model.eval(), card, device, quantized
         self.quantization = quantization  # "none" | "dynamic" | "static"
         self.image_size = int(config["image_size"])
         self.classes: str = config["classes"]
+        self.line_reader = line_reader
 
     @classmethod
     def load(cls, artifact_dir: Path, device: torch.device | str = "cpu",
@@ -137,11 +167,31 @@ class HandwritingPredictor:
                 apply_saved_int8(model, artifact_dir)  # int8/ from 'modelzoo quantize', if any
                 quantization = "dynamic"
             device = torch.device("cpu")
-        return cls(model.to(device), config, card, device, quantize, quantization)
+        crnn_dir = artifact_dir / CRNN_DIR
+        reader = LineReader.load(crnn_dir) if (crnn_dir / "config.json").is_file() else None
+        return cls(model.to(device), config, card, device, quantize, quantization, reader)
+
+    @property
+    def labels(self) -> str:
+        """The characters this predictor can output: the line recognizer's (case-aware) when
+        it has one, else the letter CNN's classes."""
+        return self.line_reader.alphabet if self.line_reader is not None else self.classes
 
     def warmup(self) -> None:
-        """One blank letter crop classified, run once at startup by the service."""
+        """One blank letter crop classified (and a blank line read), run once at startup."""
         self.classify(np.zeros((1, 64, 64), np.uint8))
+        if self.line_reader is not None:
+            self.line_reader.log_probs([np.zeros((32, 128), np.float32)])
+
+    def check_pipeline(self, pipeline: str) -> None:
+        """Raise :class:`InvalidInputError` for an unknown pipeline, or ``lines`` without
+        a line recognizer in the artifact."""
+        if pipeline not in PIPELINES:
+            raise InvalidInputError(f"unknown pipeline {pipeline!r}; use one of "
+                                    f"{', '.join(PIPELINES)}")
+        if pipeline == "lines" and self.line_reader is None:
+            raise InvalidInputError("this handwriting artifact has no line recognizer "
+                                    f"({CRNN_DIR}/); use pipeline=contours")
 
     @torch.inference_mode()
     def classify(self, crops: np.ndarray) -> np.ndarray:
@@ -159,24 +209,68 @@ class HandwritingPredictor:
         return self.model(x.to(self.device)).float().softmax(-1).cpu().numpy()
 
     def recognize(self, data: bytes, max_pixels: int = 40_000_000,
-                  max_side: int = 1600) -> tuple[Recognition, np.ndarray]:
-        """Read the text of an encoded image: :meth:`segment_image`, :meth:`classify`,
-        :meth:`assemble`.
+                  max_side: int = 1600, pipeline: str = "auto") -> tuple[Recognition, np.ndarray]:
+        """Read the text of an encoded image.
+
+        ``contours``: :meth:`segment_image`, :meth:`classify`, :meth:`assemble`;
+        ``lines``: :meth:`read_lines`; ``auto``: contours, kept when
+        :func:`prefer_contours` says so, else lines (contours only without a line recognizer).
 
         Args:
             data: PNG, JPEG, WebP, BMP or TIFF bytes.
             max_pixels: larger images are refused (decompression bombs).
             max_side: the image is downscaled to this longer side before segmentation.
+            pipeline: ``auto`` | ``lines`` | ``contours``.
 
         Returns:
             The recognition and the decoded RGB image, uint8 (H, W, 3) (for annotation).
 
         Raises:
-            InvalidInputError: unreadable, truncated or unsupported image.
+            InvalidInputError: unreadable, truncated or unsupported image; unknown pipeline.
             ImageTooLargeError: more than ``max_pixels`` pixels.
         """
+        self.check_pipeline(pipeline)
+        if pipeline == "lines":
+            t0 = time.perf_counter()
+            rgb = decode_image(data, max_pixels)
+            decode_ms = round(1000 * (time.perf_counter() - t0), 2)
+            result = self.read_lines(rgb, max_side)
+            result.timings_ms = {"decode": decode_ms, **result.timings_ms}
+            return result, rgb
         page = self.segment_image(data, max_pixels, max_side)
-        return self._classify_page(page), page.rgb
+        result = self._classify_page(page)
+        return self.finish(result, page, pipeline), page.rgb
+
+    def finish(self, contours: Recognition, page: SegmentedPage, pipeline: str) -> Recognition:
+        """The answer for ``pipeline`` given the contour reading of a page: the contour
+        reading itself, or (``auto``, when :func:`prefer_contours` rejects it and a line
+        recognizer is loaded) the line reading of the same decoded image."""
+        if pipeline == "contours" or self.line_reader is None or prefer_contours(contours):
+            return contours
+        lines = self.read_lines(page.rgb, page.layout_max_side)
+        lines.timings_ms = {**contours.timings_ms, **lines.timings_ms}
+        return lines
+
+    def read_lines(self, rgb: np.ndarray, max_side: int = 1600) -> Recognition:
+        """Read a decoded image, uint8 (H, W, 3) RGB or (H, W) gray, with the line recognizer.
+
+        Raises:
+            InvalidInputError: no line recognizer in this artifact.
+        """
+        if self.line_reader is None:
+            raise InvalidInputError("this handwriting artifact has no line recognizer "
+                                    f"({CRNN_DIR}/); use pipeline=contours")
+        t0 = time.perf_counter()
+        ink = ink_map(rgb, max_side)
+        readings = self.line_reader.read(ink)
+        letters = [Letter(c.char, c.confidence, c.box, li, c.word, c.alternatives)
+                   for li, r in enumerate(readings) for c in r.chars]
+        height, width = rgb.shape[:2]
+        kept = [r for r in readings if r.text]
+        return Recognition("\n".join(r.text for r in kept), [r.text for r in kept], letters,
+                           width, height,
+                           {"read_lines": round(1000 * (time.perf_counter() - t0), 2)},
+                           "lines", [r.box for r in kept], [r.word_boxes for r in kept])
 
     def segment_image(self, data: bytes, max_pixels: int = 40_000_000,
                       max_side: int = 1600) -> SegmentedPage:
@@ -201,7 +295,8 @@ class HandwritingPredictor:
         layout = segment(ink_map(rgb, max_side))
         crops = crop_letters(layout)  # (N, 64, 64)
         return SegmentedPage(rgb, layout, crops,
-                             {"segment": round(1000 * (time.perf_counter() - t0), 2)})
+                             {"segment": round(1000 * (time.perf_counter() - t0), 2)},
+                             max_side)
 
     def assemble(self, page: SegmentedPage, probs: np.ndarray,
                  classify_ms: float = 0.0) -> Recognition:
@@ -221,8 +316,10 @@ class HandwritingPredictor:
         rows = iter(range(len(probs)))
         letters: list[Letter] = []
         lines: list[str] = []
+        word_boxes: list[list[tuple[int, int, int, int]]] = []
         for li, line in enumerate(page.layout.lines):
             words = []
+            line_words = []
             for wi, word in enumerate(line):
                 chars = []
                 for _ in word:
@@ -230,10 +327,14 @@ class HandwritingPredictor:
                     letters.append(letter)
                     chars.append(letter.char)
                 words.append("".join(chars))
+                line_words.append(_union([c.box for c in letters if c.line == li
+                                          and c.word == wi]))
             lines.append(" ".join(words))
+            word_boxes.append(line_words)
         height, width = page.rgb.shape[:2]
         return Recognition("\n".join(lines), lines, letters, width, height,
-                           {**page.timings_ms, "classify": round(classify_ms, 2)})
+                           {**page.timings_ms, "classify": round(classify_ms, 2)}, "contours",
+                           [_union(ws) for ws in word_boxes], word_boxes)
 
     def recognize_array(self, rgb: np.ndarray, max_side: int = 1600) -> Recognition:
         """Read the text of a decoded image, uint8 (H, W, 3) RGB or (H, W) gray."""
@@ -251,20 +352,61 @@ class HandwritingPredictor:
                       line, word, alternatives)
 
 
+def prefer_contours(contours: Recognition) -> bool:
+    """``auto``'s rule: keep the contour reading when it found letters and the letter CNN is
+    sure of them (mean confidence >= AUTO_MEAN_CONFIDENCE, none below AUTO_MIN_LETTER):
+    letters written apart. Joined or lower-case writing gives split or merged pieces that
+    the CNN is unsure of, and goes to the line recognizer.
+    (The thresholds are measured by ``benchmarks/handwriting_pipeline_rule.py``.)"""
+    conf = [c.confidence for c in contours.letters]
+    return bool(conf) and float(np.mean(conf)) >= AUTO_MEAN_CONFIDENCE and \
+        min(conf) >= AUTO_MIN_LETTER
+
+
+def _union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """The box ``(x, y, w, h)`` around boxes; (0, 0, 0, 0) for none."""
+    if not boxes:
+        return (0, 0, 0, 0)
+    x0 = min(b[0] for b in boxes)
+    y0 = min(b[1] for b in boxes)
+    x1 = max(b[0] + b[2] for b in boxes)
+    y1 = max(b[1] + b[3] for b in boxes)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
 def annotate(rgb: np.ndarray, recognition: Recognition) -> bytes:
     """The image with each letter's box and predicted letter drawn on it, as PNG bytes
-    (the seed tutorial's final step: ``cv2.rectangle`` + ``cv2.putText``).
+    (the seed tutorial's final step: ``cv2.rectangle`` + ``cv2.putText``); for the
+    ``lines`` pipeline, each line's box (blue) and word boxes (green) with the line's text.
 
     Args:
         rgb: uint8 (H, W, 3), the image the recognition's boxes refer to.
     """
     bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
     thickness = max(1, round(max(rgb.shape[:2]) / 500))
+    if recognition.pipeline == "lines":
+        return _annotate_lines(bgr, recognition, thickness)
     for letter in recognition.letters:
         x, y, w, h = letter.box
         cv2.rectangle(bgr, (x, y), (x + w, y + h), (0, 200, 0), thickness)
         scale = max(0.4, h / 50)
         cv2.putText(bgr, letter.char, (x, max(0, y - 3 * thickness)), cv2.FONT_HERSHEY_SIMPLEX,
+                    scale, (0, 0, 230), thickness + 1, cv2.LINE_AA)
+    ok, png = cv2.imencode(".png", bgr)
+    if not ok:  # pragma: no cover - OpenCV encodes any uint8 BGR image
+        raise RuntimeError("PNG encoding failed")
+    return png.tobytes()
+
+
+def _annotate_lines(bgr: np.ndarray, recognition: Recognition, thickness: int) -> bytes:
+    """Line boxes, word boxes and each line's text above its box, as PNG bytes."""
+    for (x, y, w, h), words, text in zip(recognition.line_boxes, recognition.word_boxes,
+                                         recognition.lines, strict=True):
+        cv2.rectangle(bgr, (x, y), (x + w, y + h), (230, 120, 0), thickness)
+        for wx, wy, ww, wh in words:
+            cv2.rectangle(bgr, (wx, wy), (wx + ww, wy + wh), (0, 200, 0), thickness)
+        scale = max(0.4, h / 60)
+        cv2.putText(bgr, text, (x, max(0, y - 3 * thickness)), cv2.FONT_HERSHEY_SIMPLEX,
                     scale, (0, 0, 230), thickness + 1, cv2.LINE_AA)
     ok, png = cv2.imencode(".png", bgr)
     if not ok:  # pragma: no cover - OpenCV encodes any uint8 BGR image

@@ -1,0 +1,93 @@
+"""The CRNN line recognizer: shapes, CTC training on composed lines, and the artifact it
+writes being served."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.handwriting.crnn import CRNN
+from models.handwriting.linereader import LineReader
+from models.handwriting.linesynth import ALPHABET, LetterBank, LineSynthesizer, crop_to_height
+from models.handwriting.predictor import HandwritingPredictor
+from models.handwriting.train_crnn import CRNNTrainConfig, collate, encode_text, train_crnn
+from tests.conftest import ARTIFACTS, require_data
+
+
+def test_crnn_emits_one_log_distribution_per_four_columns() -> None:
+    model = CRNN(len(ALPHABET) + 1).eval()
+    with torch.no_grad():
+        out = model(torch.rand(3, 1, 32, 120))
+    assert out.shape == (30, 3, len(ALPHABET) + 1)
+    assert torch.allclose(out.exp().sum(-1), torch.ones(30, 3), atol=1e-4)
+
+
+def test_crnn_refuses_other_heights() -> None:
+    with pytest.raises(ValueError, match="32-px"):
+        CRNN(10, height=48)
+
+
+def test_collate_pads_to_a_multiple_of_four_and_counts_targets() -> None:
+    lines = [(np.ones((32, 50), np.float32), "Ab"), (np.ones((32, 21), np.float32), "c d")]
+    x, lengths, targets, target_lengths, texts = collate(lines, max_width=800)
+    assert x.shape == (2, 1, 32, 52)
+    assert lengths.tolist() == [12, 5]
+    assert target_lengths.tolist() == [2, 3]
+    assert targets.tolist() == encode_text("Ab") + encode_text("c d")
+    assert float(x[1, 0, :, 21:].abs().sum()) == 0.0  # zero padding
+    assert texts == ["Ab", "c d"]
+
+
+def test_crop_to_height_keeps_the_aspect_ratio() -> None:
+    ink = np.zeros((100, 400), np.float32)
+    ink[40:60, 50:250] = 1.0
+    crop = crop_to_height(ink, 32, pad=0.0)
+    assert crop.shape == (32, 320)
+    assert crop.dtype == np.float32
+    assert crop_to_height(np.zeros((50, 50), np.float32), 32).shape == (32, 32)
+
+
+def test_composed_lines_are_32_px_ink_maps_with_their_text() -> None:
+    root = require_data("handwriting", "chars74k-hnd.npz").parent
+    bank = LetterBank.load(root, sources=("chars74k-hnd",))
+    synth = LineSynthesizer(["The quick brown fox jumps over the lazy dog."], bank, None)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        image, text = synth.sample(rng)
+        assert image.shape[0] == 32 and image.shape[1] >= 32
+        assert image.dtype == np.float32
+        assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+        assert text and set(text) <= set(ALPHABET)
+        assert float(image.max()) > 0.5  # ink was drawn
+
+
+@pytest.mark.slow
+def test_training_smoke_run_writes_an_artifact_the_service_reads(tmp_path: Path) -> None:
+    data = require_data("handwriting").parent
+    require_data("ptb", "ptb.train.txt")
+    out = tmp_path / "handwriting"
+    shutil.copytree(ARTIFACTS / "handwriting", out)
+    shutil.rmtree(out / "crnn", ignore_errors=True)
+    cfg = CRNNTrainConfig(data_dir=data, out_dir=out / "crnn",
+                          checkpoint_dir=tmp_path / "ckpt", fonts_dir=tmp_path / "no-fonts",
+                          steps=4, max_steps=2, batch_size=4, workers=0, val_lines=50,
+                          eval_every=1, checkpoint_every=2, max_width=256)
+    card = train_crnn(cfg)
+    assert card["training"]["steps"] == 2
+    assert (tmp_path / "ckpt" / "last.pt").is_file()
+    assert [h["step"] for h in card["history"]] == [1, 2]
+    reader = LineReader.load(out / "crnn")
+    assert reader.alphabet == ALPHABET
+    predictor = HandwritingPredictor.load(out)
+    assert predictor.line_reader is not None
+    blank = np.full((64, 256, 3), 230, np.uint8)
+    result = predictor.read_lines(blank)
+    assert result.pipeline == "lines" and result.text == ""
+    # resume continues from the checkpoint (step 2) to the end instead of starting again
+    resumed = train_crnn(CRNNTrainConfig(**{**cfg.__dict__, "max_steps": None, "resume": True}))
+    assert resumed["training"]["steps"] == 4
+    assert [h["step"] for h in resumed["history"]] == [1, 2, 3, 4]
