@@ -7,6 +7,12 @@ images per second and the split between decode, segmentation (ink map + contours
 and classification. The fp32 classifier is the baseline; the int8 variant (dynamic
 quantization of the Linear layers) is timed in the same process and printed as a ratio.
 
+When the artifact has a line recognizer (``crnn/``), the line pipeline is timed too on a
+three-line mixed-case "phone photo" at 1 MP (composed from held-out letters, realistic
+difficulty) and on the real phone photo ``handwriting-pages/page-hello-world.png`` (0.9 MP,
+four lines) when the shared data is present: ``pipeline=lines`` and ``pipeline=auto``
+(contours first, then lines), with the split between decode, contours and line reading.
+
     python benchmarks/handwriting.py [--artifact-dir artifacts/handwriting] [--repeats 5]
 """
 
@@ -55,18 +61,55 @@ def jpeg_at(page: np.ndarray, megapixels: float) -> tuple[bytes, tuple[int, int]
     return buffer.getvalue(), size
 
 
-def run(predictor: HandwritingPredictor, data: bytes, repeats: int) -> dict[str, Any]:
-    predictor.recognize(data)  # warm-up
+def run(predictor: HandwritingPredictor, data: bytes, repeats: int,
+        pipeline: str = "contours") -> dict[str, Any]:
+    predictor.recognize(data, pipeline=pipeline)  # warm-up
     totals: list[float] = []
-    parts: dict[str, list[float]] = {"decode": [], "segment": [], "classify": []}
+    parts: dict[str, list[float]] = {}
     for _ in range(repeats):
         t0 = time.perf_counter()
-        result, _ = predictor.recognize(data)
+        result, _ = predictor.recognize(data, pipeline=pipeline)
         totals.append(time.perf_counter() - t0)
-        for k in parts:
-            parts[k].append(result.timings_ms[k])
-    return {"total_ms": 1000 * statistics.median(totals),
-            **{k: statistics.median(v) for k, v in parts.items()}, "text": result.text}
+        for k, v in result.timings_ms.items():
+            parts.setdefault(k, []).append(v)
+    return {"total_ms": 1000 * statistics.median(totals), "decode": 0.0, "segment": 0.0,
+            "classify": 0.0, **{k: statistics.median(v) for k, v in parts.items()},
+            "text": result.text, "pipeline": result.pipeline}
+
+
+def line_photos() -> list[tuple[str, bytes]]:
+    """(name, JPEG/PNG bytes) of line-pipeline test images: a composed three-line mixed-case
+    photo at 1 MP and, when the shared data is present, the real page-hello-world photo."""
+    out = []
+    root = data_dir() / "handwriting"
+    if root.is_dir():
+        from models.handwriting.synth import compose, load_letter_pool
+
+        sample = compose(load_letter_pool(root), np.random.default_rng(1), "realistic",
+                         text="The quick brown\nfox jumps over\nthe lazy dog", case="mixed")
+        data, (w, h) = jpeg_at(sample.image, 1.0)
+        out.append((f"composed 3 lines {w}x{h}", data))
+    real = data_dir() / "handwriting-pages" / "page-hello-world.png"
+    if real.is_file():
+        out.append(("real photo 825x1100", real.read_bytes()))
+    return out
+
+
+def bench_lines(artifact_dir: Path, repeats: int) -> None:
+    """Time pipeline=lines and pipeline=auto on :func:`line_photos` (served int8 CNN)."""
+    predictor = HandwritingPredictor.load(artifact_dir, "cpu", True)
+    if predictor.line_reader is None:
+        print("no crnn/ line recognizer in the artifact: line pipeline not timed")
+        return
+    print(f"\n{'image':<28}{'pipeline':<10}{'chosen':<10}{'total ms':>9}{'decode':>8}"
+          f"{'contours':>9}{'lines':>8}  text")
+    for name, data in line_photos():
+        for pipeline in ("lines", "auto"):
+            r = run(predictor, data, repeats, pipeline)
+            contours = r["segment"] + r["classify"]
+            print(f"{name:<28}{pipeline:<10}{r['pipeline']:<10}{r['total_ms']:9.1f}"
+                  f"{r['decode']:8.1f}{contours:9.1f}{r.get('read_lines', 0.0):8.1f}  "
+                  f"{r['text'][:60]!r}")
 
 
 def main() -> None:
@@ -93,6 +136,7 @@ def main() -> None:
                   f"{r['classify']:9.1f}  {r['text']!r}")
         ratio = results["fp32"]["total_ms"] / results["int8"]["total_ms"]
         print(f"{'':<18}int8 end-to-end speed-up vs fp32: {ratio:.2f}x")
+    bench_lines(args.artifact_dir, args.repeats)
 
 
 if __name__ == "__main__":
