@@ -140,6 +140,8 @@ class HandwritingPredictor:
         With ``quantize``, the static int8 model of ``int8-static/`` is served when it is
         there, made from these float weights and accepted (accuracy drop <= 0.5 points when
         measured); otherwise the Linear layers are quantized dynamically. Both run on CPU.
+        The line recognizer of ``crnn/`` (when present) is loaded too, its LSTM and Linear
+        layers dynamically quantized with ``quantize``.
 
         Raises:
             ArtifactError: files missing, or weights that do not fit the config.
@@ -168,7 +170,10 @@ class HandwritingPredictor:
                 quantization = "dynamic"
             device = torch.device("cpu")
         crnn_dir = artifact_dir / CRNN_DIR
-        reader = LineReader.load(crnn_dir) if (crnn_dir / "config.json").is_file() else None
+        # int8 with the letter CNN: dynamic quantization of the CRNN's LSTM and Linear layers
+        # (1.2x per line, CER within 0.1 point: benchmarks/handwriting_decode.py)
+        reader = (LineReader.load(crnn_dir, quantize=quantize)
+                  if (crnn_dir / "config.json").is_file() else None)
         return cls(model.to(device), config, card, device, quantize, quantization, reader)
 
     @property

@@ -35,7 +35,9 @@ from models.common.device import hardware_summary, resolve_device
 from models.common.manifest import write_manifest
 from models.common.paths import artifacts_dir, data_dir
 from models.common.seeding import seed_everything
+from models.handwriting.charlm import CharNgramLM, english_corpus, ptb_lines
 from models.handwriting.crnn import CRNN
+from models.handwriting.linereader import LM_FILE
 from models.handwriting.linesynth import (
     ALPHABET,
     FontBank,
@@ -77,6 +79,11 @@ class CRNNTrainConfig:
     checkpoint_every: int = 250
     eval_every: int = 1000
     val_lines: int = 300
+    lm_order: int = 7
+    lm_min_count: int = 3
+    beam_size: int = 8
+    lm_weight: float = 0.5
+    insertion_bonus: float = 1.0
     resume: bool = False
     max_steps: int | None = None
     command: str = ""
@@ -265,17 +272,25 @@ def train_crnn(cfg: CRNNTrainConfig) -> dict[str, Any]:
 
 def write_crnn_artifact(model: CRNN, cfg: CRNNTrainConfig, progress: dict[str, Any],
                         wall_s: float, val: list[Any], device: torch.device) -> dict[str, Any]:
-    """Round weights to float16, score the validation lines with exactly those weights, write
-    ``model.safetensors`` + ``config.json`` + ``card.json`` into ``cfg.out_dir`` and refresh
-    the manifest of the handwriting artifact folder above it."""
+    """Round weights to float16, score the validation lines with exactly those weights, train
+    the character LM (PTB train + Multi30k English train), write ``model.safetensors`` +
+    ``config.json`` (with the decoding settings) + ``card.json`` + ``charlm.npz`` into
+    ``cfg.out_dir`` and refresh the manifest of the handwriting artifact folder above it."""
     model = model.cpu().eval()
     with torch.no_grad():
         for t in model.state_dict().values():
             if t.is_floating_point():
                 t.copy_(t.half().float())
     scores = validate(model, val, torch.device("cpu"))
+    lm = CharNgramLM.train(english_corpus(cfg.data_dir), order=cfg.lm_order,
+                           min_count=cfg.lm_min_count, alphabet=ALPHABET)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    lm.save(cfg.out_dir / LM_FILE)
+    lm_ppl = lm.perplexity(ptb_lines(cfg.data_dir / "ptb" / "ptb.valid.txt"))
     config = {"arch": "crnn", "model": model.config.to_dict(), "alphabet": ALPHABET,
-              "blank": 0, "input": "ink map, float32 (1, 32, W), ink bright on black in [0, 1]"}
+              "blank": 0, "input": "ink map, float32 (1, 32, W), ink bright on black in [0, 1]",
+              "decode": {"beam_size": cfg.beam_size, "lm_weight": cfg.lm_weight,
+                         "insertion_bonus": cfg.insertion_bonus}}
     card = {
         "task": "handwriting",
         "name": "lines-crnn",
@@ -286,6 +301,11 @@ def write_crnn_artifact(model: CRNN, cfg: CRNNTrainConfig, progress: dict[str, A
                     "validation": "composed lines from split==1 letters, PTB valid text"},
         "metrics": {"synthetic_val_cer_greedy": scores["cer"],
                     "synthetic_val_cer_nocase_greedy": scores["cer_nocase"]},
+        "language_model": {"kind": "character n-gram, interpolated Kneser-Ney",
+                           "order": cfg.lm_order, "min_count": cfg.lm_min_count,
+                           "text": "PTB train + Multi30k English train",
+                           "ptb_valid_perplexity_per_char": round(lm_ppl, 3),
+                           "bytes": (cfg.out_dir / LM_FILE).stat().st_size},
         "history": progress["history"],
         "training_command": cfg.command,
         "training": {**training_record(cfg, ("data_dir", "out_dir", "checkpoint_dir", "resume",

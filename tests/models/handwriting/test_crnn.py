@@ -82,6 +82,8 @@ def test_training_smoke_run_writes_an_artifact_the_service_reads(tmp_path: Path)
     assert [h["step"] for h in card["history"]] == [1, 2]
     reader = LineReader.load(out / "crnn")
     assert reader.alphabet == ALPHABET
+    assert reader.lm is not None and (out / "crnn" / "charlm.npz").is_file()
+    assert reader.beam_size == cfg.beam_size and reader.lm_weight == cfg.lm_weight
     predictor = HandwritingPredictor.load(out)
     assert predictor.line_reader is not None
     blank = np.full((64, 256, 3), 230, np.uint8)
