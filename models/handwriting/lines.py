@@ -40,7 +40,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -104,10 +104,22 @@ class LineParams:
 
     Attributes:
         floor: lowest ink threshold for ``binarize`` (Otsu's threshold otherwise).
+        hysteresis, join_clutter: pieces of the mask connected by ink above ``hysteresis`` ×
+            that threshold, in a region mostly below it, are one faint stroke when the paper
+            around the region is clean: ``_clutter`` at most ``join_clutter`` (measured: at
+            most 0.067 around the faint marker words of a flip-chart photo, 0.05 to 0.6,
+            median 0.14, for the regions in a table's grain). ``hysteresis`` >= 1: off.
         min_area: components with fewer ink pixels are specks.
         max_height: components taller than this are page edges, shadows or drawings.
         max_stroke: components whose stroke width (2 · area / boundary pixels) exceeds this
             are blobs (shadows, fingers, tape), not pen strokes.
+        stroke_ratio: ... and so are those whose stroke width exceeds ``stroke_ratio`` × the
+            text's (area-weighted median of the letter-sized components on clean paper,
+            ``max_clutter``): a scribbled-out
+            word, ink blots, the dark patches of a photo's background (measured: text at
+            most 2.1 × its page's median on 43 photos and scans, such blobs 2.6 to 6.5).
+        hug: kept components with more than this fraction of their pixels within 0.1 ref_h
+            of a tall or solid component are patches of the background (``_hugging``).
         rule_len, rule_thickness: components longer than ``rule_len`` that are at most
             ``rule_thickness`` thick in 3 of 4 columns (rows, for vertical ones) are ruled,
             margin or underline leftovers.
@@ -135,9 +147,15 @@ class LineParams:
             word break when wider than max(word_gap · xh, min(word_gap_ratio · median gap,
             word_gap_max · xh)), xh the line's x-height; the median term only with >= 3
             gaps (``segment._split_words``' rule).
+        vertical: a page whose seeds' row profile is less sharp than ``vertical`` × their
+            column profile may have vertical lines (``_turned``): measured 0.54 on a photo
+            turned sideways, at least 1.0 on 42 upright photos and scans (a column of single
+            words); 0: never turn.
     """
 
     floor: float = INK_FLOOR
+    hysteresis: float = 0.5
+    join_clutter: float = 0.07
     min_area: int = 3
     max_height: float = 4.0
     max_stroke: float = 0.45
@@ -161,6 +179,9 @@ class LineParams:
     word_gap: float = 0.6
     word_gap_ratio: float = 2.5
     word_gap_max: float = 1.0
+    vertical: float = 0.7
+    stroke_ratio: float = 2.5
+    hug: float = 0.2
 
     def __post_init__(self) -> None:
         """Raises ValueError naming every knob out of range."""
@@ -174,7 +195,8 @@ class LineParams:
                              ">= 0, floor < 1, min_area >= 1, smear and valley > 0")
 
 
-#: Why ``find_lines`` dropped a component (index into this tuple; 0: kept).
+#: Why ``find_lines`` dropped a component (index into this tuple; 0: kept). "blob" also
+#: covers strokes much wider than the text's and patches hugging a tall or solid blob.
 DROP_REASONS = ("kept", "speck", "tall", "blob", "clutter", "rule", "faint")
 #: Dropped components whose ink ``line_crop`` zeroes (not text at all).
 MASKED = tuple(DROP_REASONS.index(r) for r in ("tall", "blob", "clutter", "rule"))
@@ -242,12 +264,56 @@ class _Components:
         return j
 
 
+def _ink_components(ink: np.ndarray, cfg: LineParams) -> tuple[np.ndarray, _Components]:
+    """Binarize ``ink`` (``preprocess.binarize``: above max(Otsu, ``cfg.floor``)) and take its
+    components, with faint strokes rejoined by hysteresis.
+
+    A connected region of ink above ``cfg.hysteresis`` × the threshold that holds two or more
+    pieces of the mask, lies mostly (more than half its pixels) below the threshold, is at
+    most twice as tall as a letter (the rough ref_h, ``_rough_height``) and has clean paper
+    around it (``_clutter`` of the region, its own pixels left out, at most
+    ``cfg.join_clutter``) is a faint stroke or word broken where its ink dips (a light marker
+    on a flip chart or a whiteboard): the
+    whole region becomes one component. Dark text keeps exactly the mask's components, and
+    so does the grain of a table (tall regions, or busy around). Returns the mask (uint8
+    (h, w) {0, 255}) and its components.
+    """
+    mask = binarize(ink, floor=cfg.floor)
+    c = _components(ink, mask)
+    if cfg.hysteresis >= 1 or c.n < 2:
+        return mask, c
+    ink8 = np.rint(np.clip(ink, 0.0, 1.0) * 255.0).astype(np.uint8)
+    otsu, _ = cv2.threshold(ink8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    on = mask > 0
+    low = ((ink8 > cfg.hysteresis * max(float(otsu), cfg.floor * 255.0)) | on).astype(np.uint8)
+    n, regions, stats, _ = cv2.connectedComponentsWithStats(low, connectivity=8)
+    pairs = np.unique(regions[on].astype(np.int64) * (c.n + 1) + c.labels[on])
+    pieces = np.bincount(pairs // (c.n + 1), minlength=n)
+    inked = np.bincount(regions[on], minlength=n)
+    rough = _rough_height(c, mask.shape, cfg.min_area)
+    faint = ((pieces >= 2) & (inked < 0.5 * stats[:, cv2.CC_STAT_AREA])
+             & (stats[:, cv2.CC_STAT_HEIGHT] <= 2 * rough))
+    faint[0] = False
+    if not faint.any():
+        return mask, c
+    ids = np.flatnonzero(faint)
+    text = _text_ink(c.mean, c, c.area >= cfg.min_area, cfg.min_seed * rough)
+    pad, halo = max(3, round(rough)), max(2, round(0.1 * rough))
+    boxes = tuple(stats[ids, k].astype(np.int64) for k in range(4))
+    clutter = _clutter(ink, mask, boxes, pad, halo, cfg.clutter_level * text, (regions, ids))
+    busy = clutter > cfg.join_clutter
+    if busy.all():
+        return mask, c
+    faint[ids[busy]] = False
+    joined = np.where(on | faint[regions], 255, 0).astype(np.uint8)
+    return joined, _components(ink, joined)
+
+
 def _components(ink: np.ndarray, mask: np.ndarray) -> _Components:
     """Components of ``mask`` uint8 (h, w) {0, 255}, with stats from ``ink`` (h, w)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     flat = labels.ravel()
-    area = np.bincount(flat, minlength=n)[1:]
-    mean = np.bincount(flat, weights=ink.ravel(), minlength=n)[1:] / np.maximum(area, 1)
+    area = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
     eroded = cv2.erode(mask, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT)
     edge = flat[(mask.ravel() > 0) & (eroded.ravel() == 0)]
     boundary = np.bincount(edge, minlength=n)[1:]
@@ -255,8 +321,9 @@ def _components(ink: np.ndarray, mask: np.ndarray) -> _Components:
     by_label = inked[np.argsort(flat[inked], kind="stable")].astype(np.int64)
     starts = np.concatenate([[0], np.cumsum(area)[:-1]]).astype(np.int64)
     pix = np.split(by_label, starts[1:]) if n > 1 else []
-    values = ink.ravel()[by_label]
-    peak = np.maximum.reduceat(values, starts).astype(np.float64) if n > 1 else np.zeros(0)
+    values = ink.ravel()[by_label].astype(np.float64)
+    peak = np.maximum.reduceat(values, starts) if n > 1 else np.zeros(0)
+    mean = np.add.reduceat(values, starts) / np.maximum(area, 1) if n > 1 else np.zeros(0)
     return _Components(
         labels=labels.astype(np.int32),
         x=stats[1:, 0].astype(np.int64),
@@ -271,6 +338,21 @@ def _components(ink: np.ndarray, mask: np.ndarray) -> _Components:
     )
 
 
+def _rough_height(c: _Components, shape: tuple[int, ...], min_area: int) -> float:
+    """First estimate of ref_h (``_reference_height``) over the letter-like components: no
+    speck, line, dot or solid bar; off the border (page edges, table, fingers) unless nothing
+    else is (a tight line crop). 0.0 when no component has ``min_area`` pixels."""
+    height, width = shape[:2]
+    aspect = np.maximum(c.w, c.h) / np.maximum(np.minimum(c.w, c.h), 1)
+    touches = (c.x == 0) | (c.y == 0) | (c.x + c.w == width) | (c.y + c.h == height)
+    sized = c.area >= min_area
+    rough = sized & (aspect <= 10) & (c.stroke < 0.45 * np.minimum(c.w, c.h))
+    for narrower in (rough & ~touches, rough, sized):
+        if narrower.any():
+            return _reference_height(c.h[narrower], c.area[narrower])
+    return 0.0
+
+
 def _reference_height(heights: np.ndarray, areas: np.ndarray) -> float:
     """Median height of the letter-sized components: those between 0.4 and 3 × the median
     height weighted by ink area (so that many specks count little; the 90th percentile
@@ -282,30 +364,41 @@ def _reference_height(heights: np.ndarray, areas: np.ndarray) -> float:
 
 
 def _clutter(
-    ink: np.ndarray, mask: np.ndarray, c: _Components, pad: int, halo: int, level: float
+    ink: np.ndarray, mask: np.ndarray, boxes: tuple[np.ndarray, ...], pad: int, halo: int,
+    level: float, own: tuple[np.ndarray, np.ndarray] | None = None
 ) -> np.ndarray:
-    """float64 (n,): fraction of the paper pixels around each component (its box grown by
-    ``pad``; pixels within ``halo`` of any binarized ink left out, so faint stroke parts
-    next to it do not count) with ink above ``level``: ~0 on paper, high on wood or cloth."""
+    """float64 (n,): fraction of the paper pixels around each box (``boxes``: arrays x, y, w,
+    h; grown by ``pad``; pixels within ``halo`` of ``mask`` left out, so faint stroke parts
+    next to ink do not count) with ink above ``level``: ~0 on paper, high on wood or cloth.
+    ``own``: (labels (h, w), one label per box): each box's own pixels are left out too."""
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * halo + 1, 2 * halo + 1))
     free = cv2.dilate(mask, disk) == 0
     busy = cv2.integral((free & (ink > level)).astype(np.uint8))  # (h + 1, w + 1)
     total = cv2.integral(free.astype(np.uint8))
     height, width = mask.shape
-    x0, y0 = np.clip(c.x - pad, 0, width), np.clip(c.y - pad, 0, height)
-    x1, y1 = np.clip(c.x + c.w + pad, 0, width), np.clip(c.y + c.h + pad, 0, height)
+    x, y, w, h = boxes
+    x0, y0 = np.clip(x - pad, 0, width), np.clip(y - pad, 0, height)
+    x1, y1 = np.clip(x + w + pad, 0, width), np.clip(y + h + pad, 0, height)
 
-    def box_sum(s: np.ndarray) -> np.ndarray:
-        return (s[y1, x1] - s[y0, x1] - s[y1, x0] + s[y0, x0]).astype(np.float64)
+    def box_sum(s: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+        inside = (s[y1, x1] - s[y0, x1] - s[y1, x0] + s[y0, x0]).astype(np.float64)
+        if own is None:
+            return inside
+        labels, ids = own
+        return inside - np.bincount(labels[pixels], minlength=int(ids.max()) + 1)[ids]
 
-    return box_sum(busy) / np.maximum(box_sum(total), 1.0)
+    busy_px = free & (ink > level)
+    return box_sum(busy, busy_px) / np.maximum(box_sum(total, free), 1.0)
 
 
 def _thin(c: _Components, ids: np.ndarray, ref_h: float, rule_len: float, thickness: float
           ) -> np.ndarray:
     """bool (len(ids),): long thin components (ruled, margin and underline leftovers):
     longer than ``rule_len`` · ref_h and, across their length, at most ``thickness`` · ref_h
-    thick in 3 of 4 positions (per-column / per-row extent, so tilted lines count too)."""
+    thick in 3 of 4 positions (per-column / per-row extent, so tilted lines count too).
+    One less than 8 times longer than its box is thick must also be straight: its centre
+    line (per position) within 0.06 ref_h (at least 1.5 px) of a parabola in 9 of 10
+    positions, so a flat cursive word ("wenn", "own") is not taken for a rule."""
     out = np.zeros(len(ids), bool)
     for k, i in enumerate(ids):
         long_side = max(c.w[i], c.h[i])
@@ -318,9 +411,65 @@ def _thin(c: _Components, ids: np.ndarray, ref_h: float, rule_len: float, thickn
         hi = np.full(pos.max() + 1, -np.inf)
         np.minimum.at(lo, pos, across)
         np.maximum.at(hi, pos, across)
-        extent = (hi - lo + 1)[np.isfinite(lo)]
+        seen = np.isfinite(lo)
+        extent = (hi - lo + 1)[seen]
         out[k] = float(np.percentile(extent, 75)) <= thickness * ref_h
+        if out[k] and long_side < 8 * min(c.w[i], c.h[i]):
+            t, centre = np.flatnonzero(seen).astype(np.float64), ((lo + hi) / 2)[seen]
+            bend = np.abs(centre - np.polyval(np.polyfit(t, centre, 2), t))
+            out[k] = float(np.percentile(bend, 90)) <= max(1.5, 0.06 * ref_h)
     return out
+
+
+def _hugging(c: _Components, reason: np.ndarray, reach: int, hug: float) -> np.ndarray:
+    """Ids of the kept components of which more than ``hug`` of the pixels lie within
+    ``reach`` px of a tall or solid component (reasons "tall", "blob"): patches of a patterned
+    cloth or of a table between the thin light lines of its pattern, not letters (a letter
+    next to a page edge's shadow has a few pixels there, if any)."""
+    blocking = np.isin(reason, (DROP_REASONS.index("tall"), DROP_REASONS.index("blob")))
+    kept = np.flatnonzero(reason == 0)
+    if not blocking.any() or kept.size == 0:
+        return np.zeros(0, np.int64)
+    table = np.concatenate([[False], blocking])
+    free = np.where(table[c.labels], 0, 255).astype(np.uint8)
+    near = cv2.distanceTransform(free, cv2.DIST_L2, 3) <= reach
+    close = np.bincount(c.labels[near], minlength=c.n + 1)[1:]
+    return kept[close[kept] > hug * c.area[kept]].astype(np.int64)
+
+
+def _dotted(c: _Components, ids: np.ndarray, ref_h: float, rule_len: float) -> np.ndarray:
+    """Ids (of ``ids``) of the dots of dotted rules (a dotted notebook page).
+
+    Dots: at most 0.2 ref_h (at least 3 px) across and round. A horizontal closing of the
+    dots alone (0.6 ref_h) joins each row of them; a row of 8 or more spanning more than
+    ``rule_len`` · ref_h is a dotted rule. On a page that has one, rows of 3 or more dots no
+    bigger than 1.5 × the rules' median dot are rules too (the pieces of a rule between the
+    words written on it). i-dots and full stops never line up so; a row of dots written as
+    text does.
+    """
+    side = np.maximum(c.w[ids], c.h[ids])
+    dots = ids[(side <= max(3.0, 0.2 * ref_h)) & (side <= 2 * np.minimum(c.w[ids], c.h[ids]))]
+    if dots.size < 8:
+        return np.zeros(0, np.int64)
+    only = np.zeros(c.labels.shape, np.uint8)
+    flat = only.reshape(-1)
+    for i in dots:
+        flat[c.pix[i]] = 255
+    k = max(3, round(0.6 * ref_h)) | 1
+    rows = cv2.morphologyEx(only, cv2.MORPH_CLOSE, np.ones((1, k), np.uint8))
+    _, pieces, stats, _ = cv2.connectedComponentsWithStats(rows, connectivity=8)
+    piece = np.array([pieces.reshape(-1)[c.pix[i][0]] for i in dots])
+    count = np.bincount(piece, minlength=stats.shape[0])
+    rule = (count >= 8) & (stats[:, cv2.CC_STAT_WIDTH] > rule_len * ref_h)
+    rule[0] = False
+    if not rule.any():
+        return np.zeros(0, np.int64)
+    size = float(np.median(np.maximum(c.w, c.h)[dots[rule[piece]]]))
+    biggest = np.zeros(stats.shape[0])
+    np.maximum.at(biggest, piece, np.maximum(c.w[dots], c.h[dots]))
+    rule |= (count >= 3) & (biggest <= 1.5 * size)
+    rule[0] = False
+    return dots[rule[piece]].astype(np.int64)
 
 
 # --------------------------------------------------------------------------- skew
@@ -343,9 +492,13 @@ def _skew(xs: np.ndarray, ys: np.ndarray, bin_px: float, lo_deg: float, hi_deg: 
         hist = np.bincount(((p - p.min()) / bin_px).astype(np.int64))
         return float(np.dot(hist, hist))
 
-    coarse = np.linspace(lo_deg, hi_deg, max(2, round((hi_deg - lo_deg) / 0.5) + 1))
+    # grids of whole multiples of 0.5° and 0.1° (and the range's ends): a line's angle does
+    # not depend on where its range, set by the page's angle, happens to start
+    steps = np.arange(math.ceil(lo_deg / 0.5), math.floor(hi_deg / 0.5) + 1) * 0.5
+    coarse = np.unique(np.concatenate([[lo_deg], steps, [hi_deg]]))
     best = float(coarse[int(np.argmax([score(a) for a in coarse]))])
-    fine = np.clip(np.arange(best - 0.4, best + 0.41, 0.1), lo_deg, hi_deg)
+    tenths = np.round(np.arange(round(best * 10) - 4, round(best * 10) + 5) / 10, 1)
+    fine = np.unique(np.clip(tenths, lo_deg, hi_deg))
     return float(fine[int(np.argmax([score(a) for a in fine]))])
 
 
@@ -683,6 +836,9 @@ def _xy_cut(boxes: list[tuple[float, float, float, float]], items: list[int]) ->
 def find_lines(ink: InkMap, *, params: LineParams | None = None) -> list[TextLine]:
     """Find the text lines of an ink map, in reading order (see the module docstring).
 
+    A page whose lines run vertically (a photo taken sideways: ``_turned``) is read turned
+    upright; its lines' angles are then near ±90°, which ``line_crop`` turns level.
+
     Args:
         ink: from ``preprocess.ink_map``: float32 (h, w) in [0, 1], ink bright.
         params: the knobs; default ``LineParams()``.
@@ -692,9 +848,37 @@ def find_lines(ink: InkMap, *, params: LineParams | None = None) -> list[TextLin
         right, lines of a block top to bottom); [] for a page without text.
     """
     cfg = params or LineParams()
-    image = ink.ink
-    mask = binarize(image, floor=cfg.floor)  # uint8 (h, w) {0, 255}
-    c = _components(image, mask)
+    page = _page(ink.ink, cfg)
+    if page.lines and page.upright < cfg.vertical:
+        turned = _turned(ink.ink, cfg, page)
+        if turned is not None:
+            return turned
+    return page.lines
+
+
+@dataclass
+class _Page:
+    """``_page``'s result: the lines, and two orientation measures.
+
+    Attributes:
+        lines: the text lines, in reading order.
+        upright: projection-profile sharpness of the seeds' ink along rows over that along
+            columns (``_sharpness``; each at its best angle within ± ``max_skew_deg``):
+            well above 1 for horizontal lines, below 1 for vertical ones.
+        ascent: ink above the lines' core bands over ink below them (ascenders and capitals
+            outnumber descenders in Latin script, so < 1 on an upside-down page).
+        aspect: width / height of the line boxes, averaged weighted by their ink.
+    """
+
+    lines: list[TextLine]
+    upright: float = math.inf
+    ascent: float = 1.0
+    aspect: float = 0.0
+
+
+def _page(image: np.ndarray, cfg: LineParams) -> _Page:
+    """``find_lines`` on an ink map (h, w), as it lies."""
+    mask, c = _ink_components(image, cfg)  # uint8 (h, w) {0, 255}
     reason, ref_h = _classify(image, mask, c, cfg)
     kept = reason == 0
     long_side = np.maximum(c.w, c.h)
@@ -709,9 +893,15 @@ def find_lines(ink: InkMap, *, params: LineParams | None = None) -> list[TextLin
         int(seed.sum()),
     )
     if not seed.any():
-        return []
-    lines = _lines(c, np.flatnonzero(seed), np.flatnonzero(kept & ~seed), ref_h, cfg,
-                   image.shape[1])
+        return _Page([])
+    seeds = np.flatnonzero(seed)
+    upright = math.inf
+    if cfg.vertical > 0:
+        xs, ys = c.coords(seeds)
+        bin_px = max(1.0, ref_h / 8)
+        upright = (_sharpness(xs, ys, bin_px, cfg.max_skew_deg)
+                   / max(_sharpness(ys, xs, bin_px, cfg.max_skew_deg), 1.0))
+    lines = _lines(c, seeds, np.flatnonzero(kept & ~seed), ref_h, cfg, image.shape[1])
     reason = np.concatenate([reason, np.zeros(c.n - reason.size, np.int8)])  # carved pieces
     # (n,) owner of each component: -1 for non-text that crops hide; faint ink and specks
     # (maybe a light letter's pieces) stay 0 like the ink that binarization left out
@@ -720,13 +910,71 @@ def find_lines(ink: InkMap, *, params: LineParams | None = None) -> list[TextLin
         table[line.seeds + line.small] = k
     owners = np.concatenate([[0], table]).astype(np.int32)[c.labels]  # (h, w)
     out = []
+    above = below = aspect = weight = 0.0
     for k, line in enumerate(lines, start=1):
         ids = sorted(line.seeds + line.small)
         xs, ys = c.coords(ids)
-        xh = _x_height(_shear(xs, ys, line.angle, line.cx))
+        p = _shear(xs, ys, line.angle, line.cx)
+        xh = _x_height(p)
         words = _words(line, c, xh, cfg)
-        out.append(TextLine(_union(ids, c), round(line.angle, 2), words, xh, k, owners))
-    return out
+        box = _union(ids, c)
+        out.append(TextLine(box, round(line.angle, 2), words, xh, k, owners))
+        lo, hi = _core(p)
+        above, below = above + float((p < lo).sum()), below + float((p > hi).sum())
+        aspect, weight = aspect + p.size * box[2] / max(box[3], 1), weight + p.size
+    return _Page(out, upright, above / max(below, 1.0), aspect / max(weight, 1.0))
+
+
+def _sharpness(xs: np.ndarray, ys: np.ndarray, bin_px: float, max_deg: float) -> float:
+    """Largest ``_skew`` score (sum of squared bin counts of ``y + x · tan(angle)``) over
+    angles within ± ``max_deg`` (1° steps; pixels subsampled to at most 5000)."""
+    if xs.size > 5000:
+        step = xs.size // 5000 + 1
+        xs, ys = xs[::step], ys[::step]
+    xc = xs - xs.mean()
+    best = 0.0
+    for deg in np.arange(-max_deg, max_deg + 0.5, 1.0):
+        q = ys + xc * math.tan(math.radians(float(deg)))
+        hist = np.bincount(((q - q.min()) / bin_px).astype(np.int64))
+        best = max(best, float(np.dot(hist, hist)))
+    return best
+
+
+def _turned(image: np.ndarray, cfg: LineParams, page: _Page) -> list[TextLine] | None:
+    """The lines of a page whose text runs vertically, found on the ink map turned upright
+    and mapped back (boxes, words and owners in ``image``'s pixels, angles ± 90°); None
+    when turning does not give clearly better lines.
+
+    ``page`` (found as the image lies) has a row profile less sharp than its column profile
+    (``_Page.upright`` < ``cfg.vertical``). Turned 90° counter-clockwise, the lines must be
+    clearly longer (ink-weighted width / height of the line boxes at least 1.5 × those of
+    ``page``); turned clockwise instead when that gives more ascender than descender ink
+    (``_Page.ascent``; the two turns differ by 180°).
+    """
+    best: tuple[int, _Page] | None = None
+    for k in (1, -1):
+        turned = _page(np.ascontiguousarray(np.rot90(image, k)), replace(cfg, vertical=0.0))
+        if not turned.lines or turned.aspect < 1.5 * page.aspect:
+            return None
+        if best is None or turned.ascent > best[1].ascent:
+            best = (k, turned)
+        if turned.ascent >= 1:
+            break
+    if best is None or (turned_owners := best[1].lines[0].owners) is None:
+        return None
+    k, turned = best
+    log.debug("vertical lines (upright %.2f, aspect %.1f → %.1f): turned %d°", page.upright,
+              page.aspect, turned.aspect, 90 * k)
+    height, width = image.shape
+    owners = np.ascontiguousarray(np.rot90(turned_owners, -k))
+
+    def back(box: BoxT) -> BoxT:
+        x, y, w, h = box
+        return (width - y - h, x, h, w) if k == 1 else (y, height - x - w, h, w)
+
+    return [TextLine(back(ln.box), round(ln.angle_deg - 90 * k, 2),
+                     [back(b) for b in ln.words], ln.x_height, ln.index, owners)
+            for ln in turned.lines]
 
 
 def _classify(image: np.ndarray, mask: np.ndarray, c: _Components, cfg: LineParams
@@ -736,22 +984,10 @@ def _classify(image: np.ndarray, mask: np.ndarray, c: _Components, cfg: LinePara
     reason = np.zeros(c.n, np.int8)
     if c.n == 0:
         return reason, 0.0
-    height, width = image.shape
-    long_side = np.maximum(c.w, c.h)
-    aspect = long_side / np.maximum(np.minimum(c.w, c.h), 1)
-    touches = (c.x == 0) | (c.y == 0) | (c.x + c.w == width) | (c.y + c.h == height)
-    # letter-like, for a first height estimate: no speck, line, dot or solid bar; off the
-    # border (page edges, table, fingers) unless nothing else is (a tight line crop)
-    sized = c.area >= cfg.min_area
-    if not sized.any():
+    if not (c.area >= cfg.min_area).any():
         reason[:] = 1
         return reason, 0.0
-    rough = sized & (aspect <= 10) & (c.stroke < 0.45 * np.minimum(c.w, c.h))
-    for narrower in (rough & ~touches, rough, sized):
-        if narrower.any():
-            rough = narrower
-            break
-    ref_h = _reference_height(c.h[rough], c.area[rough])
+    ref_h = _rough_height(c, image.shape, cfg.min_area)
     checks = (
         (1, c.area < cfg.min_area),
         (2, c.h > cfg.max_height * ref_h),
@@ -761,7 +997,8 @@ def _classify(image: np.ndarray, mask: np.ndarray, c: _Components, cfg: LinePara
         reason[(reason == 0) & bad] = code
     text = _text_ink(c.mean, c, reason == 0, cfg.min_seed * ref_h)
     pad, halo = max(3, round(ref_h)), max(2, round(0.1 * ref_h))
-    busy = _clutter(image, mask, c, pad, halo, cfg.clutter_level * text) > cfg.max_clutter
+    busy = _clutter(image, mask, (c.x, c.y, c.w, c.h), pad, halo, cfg.clutter_level * text
+                    ) > cfg.max_clutter
     # ink as dark as the text on clean paper stays: its neighbours may be bleed-through
     clean = _text_ink(c.peak, c, (reason == 0) & ~busy, cfg.min_seed * ref_h)
     reason[(reason == 0) & busy & (c.peak < cfg.clutter_keep * clean)] = 4
@@ -771,6 +1008,13 @@ def _classify(image: np.ndarray, mask: np.ndarray, c: _Components, cfg: LinePara
         if not (reason == 0).any():
             return reason, ref_h
         ref_h = _reference_height(c.h[reason == 0], c.area[reason == 0])
+    reason[_dotted(c, np.flatnonzero(reason == 0), ref_h, cfg.rule_len)] = 5
+    kept = reason == 0
+    # the text's stroke width, from ink on clean paper (on a patterned cloth, its patches)
+    pen = _text_ink(c.stroke, c, kept & ~busy if (kept & ~busy).any() else kept,
+                    cfg.min_seed * ref_h)
+    reason[kept & (c.stroke > max(cfg.stroke_ratio * pen, 2.0))] = 3
+    reason[_hugging(c, reason, max(2, round(0.25 * ref_h)), cfg.hug)] = 3
     kept = reason == 0
     dark = _text_ink(c.peak, c, kept, cfg.min_seed * ref_h)
     reason[kept & (c.peak < cfg.faint * dark)] = 6
