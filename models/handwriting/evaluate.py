@@ -122,7 +122,8 @@ def score_pages(predictor: HandwritingPredictor, folder: Path, worst: int = 3,
                 pipeline: str | None = None) -> PageScore:
     """Read every page listed in ``folder`` (:func:`read_page_labels`: ``labels.jsonl`` as
     :func:`models.handwriting.synth.make_eval_set` writes it, or ``labels.tsv``) and score
-    the text against the upper-cased references; ``pipeline`` as :func:`page_reader`.
+    the upper-cased readings against the upper-cased references (case-insensitive, as the
+    letter CNN reads A-Z); ``pipeline`` as :func:`page_reader`.
 
     Raises:
         FileNotFoundError: no labels file, or a listed image is missing.
@@ -134,7 +135,7 @@ def score_pages(predictor: HandwritingPredictor, folder: Path, worst: int = 3,
     for r in records:
         data = (folder / r.file).read_bytes()
         t0 = time.perf_counter()
-        hyps.append(read(data))
+        hyps.append(read(data).upper())  # case-insensitive: the letter CNN reads A-Z
         seconds += time.perf_counter() - t0
         refs.append(r.text.upper())
     per_page = sorted(((edit_distance(h, t) / max(1, len(t)), f.file, h, t)
