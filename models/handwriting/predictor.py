@@ -44,7 +44,7 @@ CRNN_DIR = "crnn"
 PIPELINES = ("auto", "lines", "contours")
 #: ``auto`` keeps the contour reading when its letters' mean confidence is at least this
 #: and no letter is below AUTO_MIN_LETTER (measured: benchmarks/handwriting_pipeline_rule.py).
-AUTO_MEAN_CONFIDENCE = 0.9
+AUTO_MEAN_CONFIDENCE = 0.8
 AUTO_MIN_LETTER = 0.5
 
 
