@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import time
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, File, Query, Request, UploadFile
@@ -100,8 +100,7 @@ async def _recognize(request: Request, model: HandwritingPredictor, settings: Se
     return await run_in_threadpool(model.finish, contours, page, pipeline), page.rgb
 
 
-PipelineQuery = Annotated[str, Query(
-    pattern="^(auto|lines|contours)$",
+PipelineQuery = Annotated[Literal["auto", "lines", "contours"], Query(
     description="`contours`: segment letters and classify each (best for letters written "
     "apart, e.g. block capitals); `lines`: read each text line whole with the CRNN line "
     "recognizer (mixed case, joined writing, notebook pages); `auto`: contours when the "
