@@ -76,8 +76,7 @@ class LineReader:
                  insertion_bonus: float = 1.0) -> None:
         self.model, self.card, self.lm = model.eval(), card, lm
         self.alphabet: str = config["alphabet"]
-        self.beam_size, self.lm_weight, self.insertion_bonus = beam_size, lm_weight, insertion_bonus
-        decode = config.get("decode", {})
+        decode = config.get("decode", {})  # the artifact's settings win over the defaults
         self.beam_size = int(decode.get("beam_size", beam_size))
         self.lm_weight = float(decode.get("lm_weight", lm_weight))
         self.insertion_bonus = float(decode.get("insertion_bonus", insertion_bonus))
