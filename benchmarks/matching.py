@@ -22,10 +22,11 @@ from models.common.paths import artifacts_dir, data_dir
 from models.matching.data import accuracy_f1, map_mrr, read_pairs, split_path
 from models.matching.predictor import Matcher, MatchingPredictor
 from models.matching.train import Example, to_examples
+from models.matching.transformer import TransformerMatcher
 
 
-def pairs_per_second(matcher: Matcher, examples: list[Example], device: torch.device,
-                     batch_size: int) -> tuple[float, np.ndarray]:
+def pairs_per_second(matcher: Matcher | TransformerMatcher, examples: list[Example],
+                     device: torch.device, batch_size: int) -> tuple[float, np.ndarray]:
     pairs = [(a, b) for a, b, _, _ in examples]
     start = time.perf_counter()
     scores = matcher.probabilities(pairs, device, batch_size)

@@ -546,7 +546,9 @@ def evaluate_translation(
 @train_app.command("matching")
 def train_matching(
     ctx: typer.Context,
-    arch: Annotated[str, typer.Option(help="dssm | mvlstm | matchpyramid | esim")] = "esim",
+    arch: Annotated[str, typer.Option(
+        help="dssm | mvlstm | matchpyramid | esim | bimpm | minilm-cross | minilm-bi "
+        "(minilm-*: LoRA fine-tunes of all-MiniLM-L6-v2)")] = "esim",
     dataset: Annotated[str, typer.Option(help="quora | wikiqa")] = "quora",
     data_dir_: Annotated[Path | None, typer.Option(
         "--data-dir", help="Folder holding quora/ and wikiqa/.")] = None,
@@ -571,12 +573,32 @@ def train_matching(
     device: str = "cpu",
     resume: bool = False,
     max_steps: int | None = None,
+    train_limit: Annotated[int | None, typer.Option(
+        help="minilm-*: use only the first N training pairs (smoke runs).")] = None,
     verbose: bool = False,
 ) -> None:
     """Train one matching architecture on Quora or WikiQA; early stopping on dev."""
     from models.matching.train import TrainConfig, train
+    from models.matching.transformer import TRANSFORMER_ARCHS
 
     _setup_logging(verbose)
+    if arch in TRANSFORMER_ARCHS:
+        from models.matching.train_transformer import TransformerTrainConfig, train_transformer
+
+        tcfg = TransformerTrainConfig(
+            arch=arch, dataset=dataset, data_dir=data_dir_ or data_dir(),
+            out_root=out_root or artifacts_dir() / "matching", checkpoint_dir=checkpoint_dir,
+            seed=seed, device=device, resume=resume, max_steps=max_steps,
+            command=_command_line(ctx), bf16=True if bf16 is None else bf16,
+            train_limit=train_limit)
+        if epochs is not None:
+            tcfg.epochs = epochs
+        if lr is not None:
+            tcfg.lr = lr
+        if batch_size is not None:
+            tcfg.batch_size = batch_size
+        _echo_summary(tcfg.out_root / tcfg.name, train_transformer(tcfg))
+        return
     try:
         model = json.loads(model_json) if model_json else None
     except json.JSONDecodeError as exc:

@@ -42,6 +42,7 @@ from models.matching.predictor import (
     mean_probabilities,
 )
 from models.matching.train import EVAL_SPLITS, dev_metrics, to_examples, write_index
+from models.matching.transformer import TransformerMatcher
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def _check_name(root: Path, name: str) -> None:
         raise ValueError(f"{root / name} is a trained model folder; pick another name")
 
 
-def _dataset(members: Sequence[Matcher]) -> str:
+def _dataset(members: Sequence[Matcher | TransformerMatcher]) -> str:
     """The dataset all ``members`` were trained on.
 
     Raises:

@@ -24,6 +24,12 @@ from models.common.errors import InvalidInputError, UnknownItemError
 from models.common.quantize import apply_saved_int8
 from models.matching.features import Featurizer, Vocab, tokenize
 from models.matching.model import build_model
+from models.matching.transformer import (
+    TRANSFORMER_ARCHS,
+    TransformerMatcher,
+    load_tokenizer,
+    load_transformer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +120,7 @@ class EnsembleMatcher:
     """
 
     name: str
-    members: list[Matcher]
+    members: list[Matcher | TransformerMatcher]
     config: dict[str, Any]
     card: dict[str, Any]
 
@@ -139,7 +145,7 @@ class EnsembleMatcher:
         return mean_probabilities(self.member_probabilities(pairs, device, batch_size))
 
 
-ServedMatcher = Matcher | EnsembleMatcher
+ServedMatcher = Matcher | TransformerMatcher | EnsembleMatcher
 
 
 @dataclass
@@ -165,13 +171,25 @@ class RankedCandidate:
     score: float
 
 
-def load_matcher(directory: Path, device: torch.device, quantize: bool) -> Matcher:
-    """Rebuild one model folder (float16 weights → float32).
+def load_matcher(directory: Path, device: torch.device,
+                 quantize: bool) -> Matcher | TransformerMatcher:
+    """Rebuild one model folder (float16 weights → float32; a ``minilm-*`` folder: its LoRA
+    adapters and head on the installed all-MiniLM-L6-v2, merged).
 
     Raises:
-        ArtifactError: files missing or weights that do not fit ``config.json``.
+        ArtifactError: files missing, weights that do not fit ``config.json``, or a
+            ``minilm-*`` folder without the pretrained MiniLM installed.
     """
     tensors, config, card = load_artifact(directory)
+    if config.get("arch") in TRANSFORMER_ARCHS:
+        try:
+            net = load_transformer(tensors, config)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"{directory}: weights do not fit config.json: {exc}") from exc
+        if quantize:
+            net = quantize_matcher(net)
+        return TransformerMatcher(directory.name, net.to(device), load_tokenizer(), config,
+                                  card)
     try:
         model = build_model(config["arch"], **config["model"])
         model.load_state_dict({k: v.float() if v.is_floating_point() else v
@@ -187,7 +205,8 @@ def load_matcher(directory: Path, device: torch.device, quantize: bool) -> Match
     return Matcher(directory.name, model.to(device), featurizer, config, card)
 
 
-def load_ensemble(directory: Path, models: Mapping[str, Matcher]) -> EnsembleMatcher:
+def load_ensemble(directory: Path,
+                  models: Mapping[str, Matcher | TransformerMatcher]) -> EnsembleMatcher:
     """Rebuild one ensemble folder over the already loaded model folders it names.
 
     Args:
