@@ -1,4 +1,4 @@
-"""Four deep text-matching models over a :class:`~models.matching.features.MatchBatch`.
+"""Five deep text-matching models over a :class:`~models.matching.features.MatchBatch`.
 
 - :class:`DSSM`: Huang et al. 2013, "Learning deep structured semantic models for web search
   using clickthrough data" (representation-based: letter-trigram bag → MLP → cosine).
@@ -8,6 +8,9 @@
   (matching matrix → 2-D convolution → dynamic pooling).
 - :class:`ESIM`: Chen et al. ACL 2017, "Enhanced LSTM for Natural Language Inference"
   (BiLSTM encoding → soft alignment → enhancement → composition BiLSTM → pooling).
+- :class:`BiMPM`: Wang, Hamza & Florian IJCAI 2017, "Bilateral Multi-Perspective Matching for
+  Natural Language Sentences" (context BiLSTM → four multi-perspective matching strategies
+  both ways → aggregation BiLSTM → MLP).
 
 Every model maps a batch to ``(B,)`` float32 logits; ``sigmoid(logit)`` is the probability
 that the pair matches. Padding never changes a score: LSTMs run on packed sequences and every
@@ -23,7 +26,7 @@ from torch import nn
 
 from models.matching.features import PAD, UNK, MatchBatch
 
-ARCHS = ("dssm", "mvlstm", "matchpyramid", "esim")
+ARCHS = ("dssm", "mvlstm", "matchpyramid", "esim", "bimpm")
 INTERACTIONS = ("indicator", "dot", "cosine")
 
 
@@ -380,8 +383,121 @@ class ESIM(nn.Module):
         return self.mlp(v).squeeze(-1)                                         # (B,)
 
 
+# --------------------------------------------------------------------------- BiMPM
+
+
+def perspective_cosine(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Multi-perspective cosine ``f_m`` of BiMPM (Wang et al. 2017, eq. 3) between every
+    position of ``a`` and every position of ``b``.
+
+    Args:
+        a: ``(B, La, H)``; b: ``(B, Lb, H)``; weight: ``(P, H)``, one row per perspective.
+
+    Returns:
+        ``(B, P, La, Lb)``: ``cos(w_k ∘ a_i, w_k ∘ b_j)`` (0 where a vector is zero, e.g. padding).
+    """
+    aw = F.normalize(a.unsqueeze(1) * weight[None, :, None, :], dim=-1)   # (B, P, La, H)
+    bw = F.normalize(b.unsqueeze(1) * weight[None, :, None, :], dim=-1)   # (B, P, Lb, H)
+    return aw @ bw.transpose(-1, -2)
+
+
+def paired_perspective_cosine(a: torch.Tensor, b: torch.Tensor,
+                              weight: torch.Tensor) -> torch.Tensor:
+    """``f_m`` between ``a_i`` and ``b_i`` at each position: ``(B, L, H)`` twice and ``(P, H)``
+    → ``(B, L, P)``."""
+    aw = F.normalize(a.unsqueeze(2) * weight, dim=-1)                     # (B, L, P, H)
+    bw = F.normalize(b.unsqueeze(2) * weight, dim=-1)
+    return (aw * bw).sum(-1)
+
+
+class BiMPM(nn.Module):
+    """Bilateral Multi-Perspective Matching (Wang, Hamza & Florian, IJCAI 2017).
+
+    Word representation (our :class:`Embedder`: word + letter-trigram vectors stand in for the
+    paper's character-composed LSTM vectors) → context BiLSTM → matching of each time step of
+    one text against all of the other, both ways (P→Q and Q→P), with four strategies, each
+    in the forward and the backward direction, ``perspectives`` cosines each: full (against
+    the other text's last forward / first backward state), max-pooling (max over the other
+    text's positions), attentive (against the cosine-weighted mean of the other text) and
+    max-attentive (against the other text's most similar position) → aggregation BiLSTM over
+    each text's ``8 · perspectives`` matching vectors → its final states of both directions,
+    both texts → two-layer tanh MLP → one logit (the paper: softmax over classes).
+
+    Args:
+        vocab_size, n_buckets: see :class:`Embedder`.
+        embed_dim: word/trigram embedding size (100).
+        hidden: context LSTM size per direction (100 in the paper).
+        perspectives: ``P``, cosines per strategy and direction (20 in the paper).
+        agg_hidden: aggregation LSTM size per direction (100).
+        use_trigrams, use_exact_match: :class:`Embedder` inputs.
+        dropout: on embeddings, the matching vectors and the MLP (0.1 in the paper).
+    """
+
+    def __init__(self, vocab_size: int, n_buckets: int, embed_dim: int = 100,
+                 hidden: int = 100, perspectives: int = 20, agg_hidden: int = 100,
+                 use_trigrams: bool = True, use_exact_match: bool = True,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.embed = Embedder(vocab_size, embed_dim, n_buckets, use_trigrams,
+                              use_exact_match, dropout)
+        self.hidden = hidden
+        self.context = nn.LSTM(self.embed.output_dim, hidden, batch_first=True,
+                               bidirectional=True)
+        # 4 strategies x 2 directions, (P, H) each; rows start near 1 (plain cosine)
+        self.weights = nn.Parameter(torch.empty(8, perspectives, hidden).uniform_(0.5, 1.5))
+        self.aggregation = nn.LSTM(8 * perspectives, agg_hidden, batch_first=True,
+                                   bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.mlp = nn.Sequential(nn.Linear(4 * agg_hidden, agg_hidden), nn.Tanh(),
+                                 nn.Dropout(dropout), nn.Linear(agg_hidden, 1))
+
+    @staticmethod
+    def _last(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``(B, L, H)`` → ``(B, H)``: the state at position ``lengths - 1``."""
+        return x[torch.arange(x.size(0), device=x.device), lengths - 1]
+
+    def _match(self, p: torch.Tensor, q: torch.Tensor, q_len: torch.Tensor,
+               q_mask: torch.Tensor) -> torch.Tensor:
+        """Matching vectors of each position of ``p`` against ``q``: context states
+        ``(B, Lp, 2H)`` / ``(B, Lq, 2H)`` → ``(B, Lp, 8P)``."""
+        h, out = self.hidden, []
+        for d, (ps, qs) in enumerate(((p[..., :h], q[..., :h]), (p[..., h:], q[..., h:]))):
+            w = self.weights[4 * d:4 * d + 4]
+            q_edge = self._last(qs, q_len) if d == 0 else qs[:, 0]             # (B, H)
+            full = paired_perspective_cosine(ps, q_edge.unsqueeze(1).expand_as(ps), w[0])
+            pair = perspective_cosine(ps, qs, w[1])                            # (B, P, Lp, Lq)
+            pair = pair.masked_fill(~q_mask[:, None, None, :], _neg(pair))
+            max_pool = pair.max(-1).values.transpose(1, 2)                     # (B, Lp, P)
+            cos = F.normalize(ps, dim=-1) @ F.normalize(qs, dim=-1).transpose(1, 2)
+            cos = cos.masked_fill(~q_mask[:, None, :], 0.0)                    # (B, Lp, Lq)
+            mean = (cos @ qs) / cos.sum(-1, keepdim=True).clamp(min=1e-6)      # (B, Lp, H)
+            attentive = paired_perspective_cosine(ps, mean, w[2])
+            best = cos.masked_fill(~q_mask[:, None, :], _neg(cos)).argmax(-1)  # (B, Lp)
+            q_best = torch.gather(qs, 1, best.unsqueeze(-1).expand_as(ps))
+            max_attentive = paired_perspective_cosine(ps, q_best, w[3])
+            out += [full, max_pool, attentive, max_attentive]
+        return torch.cat(out, dim=-1)
+
+    def _aggregate(self, m: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``(B, L, 8P)`` → ``(B, 2 · agg_hidden)``: last forward and first backward state."""
+        v = run_packed(self.aggregation, self.dropout(m), lengths)
+        k = v.size(-1) // 2
+        return torch.cat([self._last(v[..., :k], lengths), v[:, 0, k:]], dim=-1)
+
+    def forward(self, batch: MatchBatch) -> torch.Tensor:
+        """``(B,)`` float32 logits."""
+        a_mask, b_mask = _mask(batch.a_ids), _mask(batch.b_ids)
+        a_len, b_len = batch.a_len, batch.b_len
+        a = run_packed(self.context, self.embed(batch.a_ids, batch.a_tri, batch.a_em), a_len)
+        b = run_packed(self.context, self.embed(batch.b_ids, batch.b_tri, batch.b_em), b_len)
+        v = torch.cat([self._aggregate(self._match(a, b, b_len, b_mask), a_len),
+                       self._aggregate(self._match(b, a, a_len, a_mask), b_len)], dim=-1)
+        return self.mlp(self.dropout(v)).squeeze(-1).float()
+
+
 _CLASSES: dict[str, type[nn.Module]] = {
-    "dssm": DSSM, "mvlstm": MVLSTM, "matchpyramid": MatchPyramid, "esim": ESIM}
+    "dssm": DSSM, "mvlstm": MVLSTM, "matchpyramid": MatchPyramid, "esim": ESIM,
+    "bimpm": BiMPM}
 
 
 def build_model(arch: str, **config: object) -> nn.Module:

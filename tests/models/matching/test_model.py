@@ -34,6 +34,7 @@ TINY = {
     "mvlstm": {"embed_dim": 8, "hidden": 4, "k": 5, "mlp_hidden": 8},
     "matchpyramid": {"embed_dim": 8, "channels": 4, "mlp_hidden": 8},
     "esim": {"embed_dim": 8, "hidden": 4},
+    "bimpm": {"embed_dim": 8, "hidden": 4, "perspectives": 3, "agg_hidden": 4},
 }
 PAIRS = [
     (tokenize("How do I learn Python quickly?"), tokenize("What's the best way to learn Python?")),
@@ -200,3 +201,23 @@ def test_invalid_hyper_parameters_are_rejected_with_the_choices() -> None:
         MatchPyramid(10, 10, matching="bilinear")
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         MatchPyramid(10, 10, kernel_size=4)
+
+
+def test_bimpm_perspective_cosines_have_the_strategy_shapes_and_ignore_padding() -> None:
+    from models.matching.model import BiMPM, paired_perspective_cosine, perspective_cosine
+
+    a, b, w = torch.randn(2, 5, 4), torch.randn(2, 3, 4), torch.rand(6, 4) + 0.5
+    pair = perspective_cosine(a, b, w)
+    assert pair.shape == (2, 6, 5, 3)
+    by_hand = torch.nn.functional.cosine_similarity(a[1, 2] * w[4], b[1, 0] * w[4], dim=0)
+    assert float(pair[1, 4, 2, 0]) == pytest.approx(float(by_hand), abs=1e-5)
+    assert paired_perspective_cosine(a, a, w).allclose(torch.ones(2, 5, 6), atol=1e-5)
+    model = tiny_model("bimpm").eval()
+    assert isinstance(model, BiMPM)
+    p, q = torch.randn(1, 4, 8), torch.randn(1, 3, 8)
+    q_padded = torch.cat([q, torch.zeros(1, 2, 8)], dim=1)
+    full = model._match(p, q, torch.tensor([3]), torch.ones(1, 3, dtype=torch.bool))
+    padded = model._match(p, q_padded, torch.tensor([3]),
+                          torch.tensor([[True, True, True, False, False]]))
+    assert full.shape == (1, 4, 8 * 3)  # 4 strategies x 2 directions x 3 perspectives
+    torch.testing.assert_close(full, padded, atol=1e-5, rtol=1e-4)
