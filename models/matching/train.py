@@ -332,13 +332,27 @@ def write_artifact(model: nn.Module, vocab: Vocab, model_cfg: dict[str, Any],
     config = {"arch": cfg.arch, "model": model_cfg, "dataset": cfg.dataset,
               "featurizer": {"n_buckets": cfg.n_buckets, "max_len": cfg.max_len},
               "threshold": round(metrics["threshold"], 6)}
-    card = {
+    card = model_card(model, metrics, cfg, progress, wall_s,
+                      "dev is used for early stopping and for the threshold; no test split "
+                      "is available here", "float16")
+    tensors = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    save_artifact(directory, tensors, config, card)
+    write_json(directory / VOCAB_FILE, vocab.itos)
+    write_index(cfg.out_root)
+    return card
+
+
+def model_card(model: nn.Module, metrics: dict[str, float], cfg: Any, progress: dict[str, Any],
+               wall_s: float, note: str, weights_dtype: str) -> dict[str, Any]:
+    """The ``card.json`` of a matching model folder: dataset and dev split (with ``note`` on
+    how dev was used), rounded dev ``metrics``, the command reproducing them, per-epoch
+    history, the training run (``cfg``: a :class:`TrainConfig` or a MiniLM fine-tuning
+    config), parameter count and weights dtype."""
+    return {
         "task": "matching", "name": cfg.name, "arch": type(model).__name__,
         "dataset": {"name": cfg.dataset, "train_split": str(split_path(Path(), cfg.dataset,
                                                                           "train")),
-                    "eval_split": EVAL_SPLITS[cfg.dataset],
-                    "note": ("dev is used for early stopping and for the threshold; no test "
-                             "split is available here")},
+                    "eval_split": EVAL_SPLITS[cfg.dataset], "note": note},
         "metrics": {k: round(v, 4) for k, v in metrics.items()},
         "metrics_command": f"modelzoo evaluate matching --model {cfg.name} --file "
                            f"{split_path(Path('$MODELZOO_DATA_DIR'), cfg.dataset, 'dev')}",
@@ -349,15 +363,10 @@ def write_artifact(model: nn.Module, vocab: Vocab, model_cfg: dict[str, Any],
                      "steps": progress["step"], "wall_time_s": round(wall_s, 1),
                      "hardware": hardware_summary()},
         "params": sum(p.numel() for p in model.parameters()),
-        "weights_dtype": "float16",
+        "weights_dtype": weights_dtype,
         "git_commit": git_commit(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    tensors = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    save_artifact(directory, tensors, config, card)
-    write_json(directory / VOCAB_FILE, vocab.itos)
-    write_index(cfg.out_root)
-    return card
 
 
 def write_index(root: Path) -> dict[str, Any]:

@@ -21,7 +21,6 @@ every epoch (the best epoch's adapters are kept).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import math
 import time
@@ -36,19 +35,18 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from models.common.artifacts import git_commit, save_artifact
+from models.common.artifacts import save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
-from models.common.config import training_record
-from models.common.device import hardware_summary, resolve_device
+from models.common.device import resolve_device
 from models.common.paths import artifacts_dir, data_dir
 from models.common.seeding import seed_everything
 from models.matching.data import DATASETS, read_pairs, split_path
 from models.matching.train import (
-    EVAL_SPLITS,
     Example,
     batches,
     dev_metrics,
     main_metric,
+    model_card,
     to_examples,
     write_index,
 )
@@ -61,6 +59,7 @@ from models.matching.transformer import (
     BiEncoder,
     TransformerMatcher,
     build_transformer,
+    encode_texts,
     load_tokenizer,
     text_of,
     trainable_state,
@@ -171,14 +170,6 @@ def fit_probability(cosines: np.ndarray, labels: np.ndarray) -> tuple[float, flo
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 
 
-def _encode(tokenizer: Any, texts: list[str], others: list[str] | None, max_length: int,
-            device: torch.device) -> dict[str, torch.Tensor]:
-    enc = tokenizer(texts, others, padding=True, truncation=True, max_length=max_length,
-                    return_tensors="pt")
-    return {k: v.to(device) for k, v in enc.items()
-            if k in ("input_ids", "attention_mask", "token_type_ids")}
-
-
 def evaluate(model: nn.Module, tokenizer: Any, cfg: TransformerTrainConfig,
              examples: list[Example], device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """``(probabilities, raw scores)`` of ``examples`` (raw = cosine for the bi-encoder,
@@ -277,14 +268,14 @@ def train_transformer(cfg: TransformerTrainConfig) -> dict[str, Any]:
         for chunk in bar:
             with autocast:
                 if cfg.arch == BI:
-                    enc_q = _encode(tokenizer, [q for q, _, _ in chunk], None, cfg.max_length,
+                    enc_q = encode_texts(tokenizer, [q for q, _, _ in chunk], None, cfg.max_length,
                                     device)
                     cands = [a for _, a, _ in chunk] + [n for _, _, ns in chunk for n in ns]
-                    enc_c = _encode(tokenizer, cands, None, cfg.max_length, device)
+                    enc_c = encode_texts(tokenizer, cands, None, cfg.max_length, device)
                     assert isinstance(model, BiEncoder)
                     loss = ranking_loss(model, enc_q, enc_c, cfg.loss_scale)
                 else:
-                    enc = _encode(tokenizer, [text_of(e[0]) for e in chunk],
+                    enc = encode_texts(tokenizer, [text_of(e[0]) for e in chunk],
                                   [text_of(e[1]) for e in chunk], cfg.max_length, device)
                     target = torch.tensor([float(e[2]) for e in chunk], device=device)
                     loss = F.binary_cross_entropy_with_logits(model(**enc), target)
@@ -338,31 +329,14 @@ def write_transformer_artifact(model: nn.Module, config: dict[str, Any],
                                tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Write ``out_root/<name>/`` (adapter + head tensors in float32, config, card), then
     refresh the index card and manifest of ``out_root``."""
-    card = {
-        "task": "matching", "name": cfg.name, "arch": type(model).__name__,
-        "base_model": {"name": BASE_NAME, "package": BASE_PIP_NAME,
-                       "method": "LoRA adapters merged into the base weights at load"},
-        "dataset": {"name": cfg.dataset, "train_split": str(split_path(Path(), cfg.dataset,
-                                                                          "train")),
-                    "eval_split": EVAL_SPLITS[cfg.dataset],
-                    "note": ("dev is used to pick the epoch, the threshold"
-                             + (" and the cosine→probability logistic" if cfg.arch == BI
-                                else "") + "; no test split is available here")},
-        "metrics": {k: round(v, 4) for k, v in metrics.items()},
-        "metrics_command": f"modelzoo evaluate matching --model {cfg.name} --file "
-                           f"{split_path(Path('$MODELZOO_DATA_DIR'), cfg.dataset, 'dev')}",
-        "history": progress["history"], "best_epoch": progress["best_epoch"],
-        "training_command": cfg.command,
-        "training": {**training_record(cfg, ("data_dir", "out_root", "checkpoint_dir",
-                                             "resume", "command")),
-                     "steps": progress["step"], "wall_time_s": round(wall_s, 1),
-                     "hardware": hardware_summary()},
-        "params": sum(p.numel() for p in model.parameters()),
-        "trainable_params": sum(v.numel() for v in tensors.values()),
-        "weights_dtype": "float32 (adapters and head only)",
-        "git_commit": git_commit(),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
+    note = ("dev is used to pick the epoch, the threshold"
+            + (" and the cosine→probability logistic" if cfg.arch == BI else "")
+            + "; no test split is available here")
+    card = model_card(model, metrics, cfg, progress, wall_s, note,
+                      "float32 (adapters and head only)")
+    card |= {"base_model": {"name": BASE_NAME, "package": BASE_PIP_NAME,
+                            "method": "LoRA adapters merged into the base weights at load"},
+             "trainable_params": sum(v.numel() for v in tensors.values())}
     save_artifact(cfg.out_root / cfg.name, tensors, config, card)
     write_index(cfg.out_root)
     return card

@@ -250,6 +250,17 @@ def load_transformer(tensors: Mapping[str, torch.Tensor], config: Mapping[str, A
     return model.eval()
 
 
+def encode_texts(tokenizer: Any, texts: Sequence[str], others: Sequence[str] | None,
+                 max_length: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Tokenize ``texts`` (paired with ``others`` for the cross-encoder), padded to the
+    longest and cut to ``max_length`` word pieces: ``input_ids``, ``attention_mask``,
+    ``token_type_ids``, each ``(N, L)`` int64 on ``device``."""
+    enc = tokenizer(list(texts), list(others) if others is not None else None, padding=True,
+                    truncation=True, max_length=max_length, return_tensors="pt")
+    return {k: v.to(device) for k, v in enc.items()
+            if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
 @dataclass
 class TransformerMatcher:
     """A loaded fine-tuned transformer, with the interface of
@@ -283,11 +294,7 @@ class TransformerMatcher:
 
     def _encode(self, texts: Sequence[str], others: Sequence[str] | None,
                 device: torch.device) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(list(texts), list(others) if others is not None else None,
-                             padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
-        return {k: v.to(device) for k, v in enc.items()
-                if k in ("input_ids", "attention_mask", "token_type_ids")}
+        return encode_texts(self.tokenizer, texts, others, self.max_length, device)
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], device: torch.device,
