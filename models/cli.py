@@ -262,6 +262,17 @@ def train_handwriting(
     emnist_labels: Annotated[Path | None, typer.Option(help="The matching labels file.")] = None,
     emnist_mapping: Annotated[Path | None, typer.Option(
         help="The split's emnist-*-mapping.txt.")] = None,
+    real_lines: Annotated[Path | None, typer.Option(
+        help="--arch crnn: folder with manifest.tsv (path, text) of real line/word images to "
+        "mix in; the development pages (handwriting-pages, --exclude-labels) are dropped.")] = (
+        None),
+    real_share: Annotated[float, typer.Option(
+        help="--arch crnn: share of training lines taken from --real-lines.")] = 0.5,
+    exclude_labels: Annotated[list[Path] | None, typer.Option(
+        help="--arch crnn: labels.tsv of evaluation images never to train on (repeatable).")] = (
+        None),
+    init_from: Annotated[Path | None, typer.Option(
+        help="--arch crnn: start from this CRNN artifact's weights (fine-tuning).")] = None,
     seed: int = 0,
     bf16: bool = False,
     device: str = "cpu",
@@ -286,7 +297,9 @@ def train_handwriting(
                             else Path("runs/handwriting-crnn")),
             fonts_dir=fonts_dir, steps=steps, batch_size=batch_size or 32, lr=lr or 1.5e-3,
             seed=seed, bf16=bf16, workers=workers, threads=threads, device=device,
-            resume=resume, max_steps=max_steps, command=_command_line(ctx))
+            resume=resume, max_steps=max_steps, command=_command_line(ctx),
+            real_lines=real_lines, real_share=real_share,
+            exclude_labels=tuple(exclude_labels or ()), init_from=init_from)
         _echo_summary(ccfg.out_dir, train_crnn(ccfg))
         return
     emnist = (emnist_images, emnist_labels, emnist_mapping)

@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from models.handwriting.data import SETS_64
 from models.handwriting.preprocess import ink_map
+from models.handwriting.reallines import RealLineBank
 
 log = logging.getLogger(__name__)
 
@@ -406,10 +407,12 @@ def render_font(text: str, fonts: FontBank,
 # ------------------------------------------------------------------------ geometry
 
 
-def _geometry(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Slant (shear ±0.35), rotation (±2°), a slow baseline wave and elastic distortion."""
+def _geometry(alpha: np.ndarray, rng: np.random.Generator,
+              shear_max: float = 0.35) -> np.ndarray:
+    """Slant (shear ±``shear_max``), rotation (±2°), a slow baseline wave and elastic
+    distortion."""
     h, w = alpha.shape
-    shear = float(rng.uniform(-0.35, 0.35))
+    shear = float(rng.uniform(-shear_max, shear_max))
     angle = np.deg2rad(rng.uniform(-2, 2))
     cos, sin = np.cos(angle), np.sin(angle)
     m = np.array([[cos, -sin + shear, 0], [sin, cos, 0]], np.float32)
@@ -504,15 +507,23 @@ class LineSynthesizer:
         fonts: handwriting fonts (:class:`FontBank`), or None for letters only.
         height: output height in px (the model's input height).
         font_share: probability a line is drawn in a font when both sources exist.
+        real: real line/word images with transcriptions
+            (:class:`models.handwriting.reallines.RealLineBank`), or None.
+        real_share: probability a line is a real image (then geometry, photograph and crop
+            as for composed lines) when ``real`` is given.
 
     Raises:
-        ValueError: neither letters nor fonts.
+        ValueError: neither letters nor fonts; ``real_share`` outside [0, 1].
     """
 
     def __init__(self, sentences: list[str], bank: LetterBank | None, fonts: FontBank | None,
-                 height: int = 32, font_share: float = 0.5) -> None:
+                 height: int = 32, font_share: float = 0.5, real: RealLineBank | None = None,
+                 real_share: float = 0.0) -> None:
         if bank is None and (fonts is None or not fonts.paths):
             raise ValueError("no glyph source: give letter archives and/or handwriting fonts")
+        if not 0.0 <= real_share <= 1.0:
+            raise ValueError(f"real_share must be in [0, 1], got {real_share}")
+        self.real, self.real_share = real, (real_share if real is not None else 0.0)
         self.text = TextSampler(sentences)
         self.bank, self.fonts, self.height = bank, fonts, height
         self.font_share = font_share if bank is not None and fonts and fonts.paths else (
@@ -520,6 +531,13 @@ class LineSynthesizer:
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         """One line: float32 (height, W) ink map in [0, 1] and its text."""
+        if self.real is not None and rng.random() < self.real_share:
+            alpha, text = self.real.sample(rng)
+            if rng.random() < 0.5:  # real lines already slant and wave: half kept as written
+                alpha = _geometry(alpha, rng, shear_max=0.15)
+            alpha = _trim(alpha)
+            ink = ink_map(_photograph(alpha, rng), max_side=4096).ink
+            return crop_to_height(ink, self.height, pad=float(rng.uniform(0.05, 0.25))), text
         text = self.text.sample(rng)
         if rng.random() < self.font_share:
             assert self.fonts is not None

@@ -43,10 +43,12 @@ from models.handwriting.linesynth import (
     FontBank,
     LetterBank,
     LineSynthesizer,
+    crop_to_height,
     english_lines,
     find_fonts,
 )
 from models.handwriting.metrics import character_error_rate
+from models.handwriting.reallines import RealLineBank
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,14 @@ class CRNNTrainConfig:
     resume: bool = False
     max_steps: int | None = None
     command: str = ""
+    #: folder with manifest.tsv of real line/word images (:mod:`models.handwriting.reallines`)
+    real_lines: Path | None = None
+    real_share: float = 0.5
+    #: labels.tsv files of evaluation images never to train on (besides handwriting-pages)
+    exclude_labels: tuple[Path, ...] = ()
+    #: a CRNN artifact folder whose weights start the run (fine-tuning); None = random init
+    init_from: Path | None = None
+    warmup_pct: float = 0.05
 
 
 def encode_text(text: str) -> list[int]:
@@ -165,7 +175,49 @@ def build_synthesizer(cfg: CRNNTrainConfig, split: int, text_file: str) -> LineS
         log.warning("no handwriting fonts under %s (apt-get install fonts-dkg-handwriting "
                     "fonts-dancingscript ...); training on letter crops only", cfg.fonts_dir)
         fonts = None
-    return LineSynthesizer(sentences, bank, fonts, height=32, font_share=cfg.font_share)
+    real = (real_bank(cfg, "train") if cfg.real_lines is not None and split == 0 else None)
+    return LineSynthesizer(sentences, bank, fonts, height=32, font_share=cfg.font_share,
+                           real=real, real_share=cfg.real_share)
+
+
+def real_bank(cfg: CRNNTrainConfig, split: str) -> RealLineBank:
+    """The real line/word images of ``cfg.real_lines`` (``split``: train | val), minus the
+    development pages (``handwriting-pages/labels.tsv`` and ``cfg.exclude_labels``).
+
+    Raises:
+        FileNotFoundError, ValueError: see :meth:`RealLineBank.load`.
+    """
+    assert cfg.real_lines is not None
+    exclude = [cfg.data_dir / "handwriting-pages" / "labels.tsv", *cfg.exclude_labels]
+    return RealLineBank.load(cfg.real_lines, ALPHABET, exclude=exclude, split=split)
+
+
+def real_val_batches(cfg: CRNNTrainConfig, limit: int = 300) -> list[Any]:
+    """Held-out real samples (every 20th row of the manifest), cropped as the service crops
+    a line (no augmentation), in batches of 50; [] without ``cfg.real_lines``."""
+    if cfg.real_lines is None:
+        return []
+    bank = real_bank(cfg, "val")
+    samples = [(crop_to_height(bank.ink(i), 32), bank.texts[i])
+               for i in range(min(limit, len(bank)))]
+    return [collate(samples[k:k + 50], cfg.max_width) for k in range(0, len(samples), 50)]
+
+
+def load_init_weights(model: CRNN, artifact_dir: Path) -> None:
+    """Copy the weights of a CRNN artifact (``model.safetensors``, any float dtype) into
+    ``model``.
+
+    Raises:
+        FileNotFoundError: no ``model.safetensors`` there.
+        RuntimeError: the shapes do not fit (another alphabet or size).
+    """
+    from safetensors.torch import load_file
+
+    path = artifact_dir / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"--init-from {artifact_dir}: no model.safetensors")
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(path).items()}
+    model.load_state_dict(state)
 
 
 def greedy_texts(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
@@ -206,10 +258,15 @@ def train_crnn(cfg: CRNNTrainConfig) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     if device.type == "cpu" and cfg.threads:
         torch.set_num_threads(cfg.threads)
-    model = CRNN(len(ALPHABET) + 1, channels=cfg.channels, hidden=cfg.hidden).to(device)
+    model = CRNN(len(ALPHABET) + 1, channels=cfg.channels, hidden=cfg.hidden)
+    if cfg.init_from is not None and not cfg.resume:
+        load_init_weights(model, cfg.init_from)
+        log.info("starting from the weights of %s", cfg.init_from)
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr,
-                                                    total_steps=cfg.steps, pct_start=0.05)
+                                                    total_steps=cfg.steps,
+                                                    pct_start=cfg.warmup_pct)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     progress: dict[str, Any] = {"global_step": 0, "elapsed": 0.0, "history": []}
     ckpt_path = cfg.checkpoint_dir / "last.pt"
@@ -224,6 +281,7 @@ def train_crnn(cfg: CRNNTrainConfig) -> dict[str, Any]:
     val_rng = np.random.default_rng([cfg.seed, 1])
     val = [collate([val_synth.sample(val_rng) for _ in range(50)], cfg.max_width)
            for _ in range(max(1, cfg.val_lines // 50))]
+    real_val = real_val_batches(cfg)
     loader = DataLoader(_LineStream(cfg, progress["global_step"]), batch_size=None,
                         num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
                         # spawn, not fork: a forked worker can deadlock on the OpenCV/OpenMP
@@ -255,6 +313,8 @@ def train_crnn(cfg: CRNNTrainConfig) -> dict[str, Any]:
         bar.set_postfix(loss=f"{running:.3f}")
         if step % cfg.eval_every == 0 or step == last:
             scores = validate(model, val, device)
+            if real_val:
+                scores |= {f"real_{k}": v for k, v in validate(model, real_val, device).items()}
             progress["history"].append({"step": step, "loss": round(running, 4), **scores,
                                         "elapsed_s": round(progress["elapsed"]
                                                            + time.perf_counter() - t0, 1)})
@@ -267,11 +327,12 @@ def train_crnn(cfg: CRNNTrainConfig) -> dict[str, Any]:
                              + time.perf_counter() - t0}})
     bar.close()
     wall = progress["elapsed"] + time.perf_counter() - t0
-    return write_crnn_artifact(model, cfg, progress, wall, val, device)
+    return write_crnn_artifact(model, cfg, progress, wall, val, device, real_val)
 
 
 def write_crnn_artifact(model: CRNN, cfg: CRNNTrainConfig, progress: dict[str, Any],
-                        wall_s: float, val: list[Any], device: torch.device) -> dict[str, Any]:
+                        wall_s: float, val: list[Any], device: torch.device,
+                        real_val: list[Any] | None = None) -> dict[str, Any]:
     """Round weights to float16, score the validation lines with exactly those weights, train
     the character LM (PTB train + Multi30k English train), write ``model.safetensors`` +
     ``config.json`` (with the decoding settings) + ``card.json`` + ``charlm.npz`` into
@@ -282,6 +343,7 @@ def write_crnn_artifact(model: CRNN, cfg: CRNNTrainConfig, progress: dict[str, A
             if t.is_floating_point():
                 t.copy_(t.half().float())
     scores = validate(model, val, torch.device("cpu"))
+    real_scores = validate(model, real_val, torch.device("cpu")) if real_val else {}
     lm = CharNgramLM.train(english_corpus(cfg.data_dir), order=cfg.lm_order,
                            min_count=cfg.lm_min_count, alphabet=ALPHABET)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -297,10 +359,16 @@ def write_crnn_artifact(model: CRNN, cfg: CRNNTrainConfig, progress: dict[str, A
         "arch": "CRNN (Shi et al. 2015) + CTC",
         "labels": f"blank + {ALPHABET!r} (case-aware)",
         "dataset": {"name": "composed lines: shared handwriting letter crops (split==0) and "
-                    "handwriting fonts; text from PTB train + Multi30k English train",
+                    "handwriting fonts; text from PTB train + Multi30k English train"
+                    + (f"; plus real line/word images of {cfg.real_lines.name}/manifest.tsv "
+                       f"(share {cfg.real_share}, every 20th row held out)"
+                       if cfg.real_lines is not None else ""),
                     "validation": "composed lines from split==1 letters, PTB valid text"},
         "metrics": {"synthetic_val_cer_greedy": scores["cer"],
-                    "synthetic_val_cer_nocase_greedy": scores["cer_nocase"]},
+                    "synthetic_val_cer_nocase_greedy": scores["cer_nocase"],
+                    **({"real_val_cer_greedy": real_scores["cer"],
+                        "real_val_cer_nocase_greedy": real_scores["cer_nocase"]}
+                       if real_scores else {})},
         "language_model": {"kind": "character n-gram, interpolated Kneser-Ney",
                            "order": cfg.lm_order, "min_count": cfg.lm_min_count,
                            "text": "PTB train + Multi30k English train",
@@ -309,7 +377,8 @@ def write_crnn_artifact(model: CRNN, cfg: CRNNTrainConfig, progress: dict[str, A
         "history": progress["history"],
         "training_command": cfg.command,
         "training": {**training_record(cfg, ("data_dir", "out_dir", "checkpoint_dir", "resume",
-                                             "command", "fonts_dir")),
+                                             "command", "fonts_dir", "exclude_labels")),
+                     "exclude_labels": [str(p) for p in cfg.exclude_labels],
                      "steps": progress["global_step"], "wall_time_s": round(wall_s, 1),
                      "hardware": hardware_summary(),
                      "fonts": [p.name for p in find_fonts(cfg.fonts_dir)] if cfg.use_fonts

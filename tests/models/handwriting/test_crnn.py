@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,13 @@ from models.handwriting.crnn import CRNN
 from models.handwriting.linereader import LineReader
 from models.handwriting.linesynth import ALPHABET, LetterBank, LineSynthesizer, crop_to_height
 from models.handwriting.predictor import HandwritingPredictor
-from models.handwriting.train_crnn import CRNNTrainConfig, collate, encode_text, train_crnn
+from models.handwriting.train_crnn import (
+    CRNNTrainConfig,
+    collate,
+    encode_text,
+    load_init_weights,
+    train_crnn,
+)
 from tests.conftest import ARTIFACTS, require_data
 
 
@@ -93,3 +100,36 @@ def test_training_smoke_run_writes_an_artifact_the_service_reads(tmp_path: Path)
     resumed = train_crnn(CRNNTrainConfig(**{**cfg.__dict__, "max_steps": None, "resume": True}))
     assert resumed["training"]["steps"] == 4
     assert [h["step"] for h in resumed["history"]] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_fine_tune_starts_from_an_artifact_and_scores_held_out_real_lines(tmp_path: Path
+                                                                          ) -> None:
+    data = require_data("handwriting").parent
+    require_data("ptb", "ptb.train.txt")
+    real = tmp_path / "real"
+    real.mkdir()
+    rows = ["path\ttext"]
+    for i in range(40):
+        img = np.full((50, 200), 235, np.uint8)
+        cv2.putText(img, f"word {i}", (8, 36), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 20, 2)
+        cv2.imwrite(str(real / f"{i}.png"), img)
+        rows.append(f"{i}.png\tword {i}")
+    (real / "manifest.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    start = CRNN(len(ALPHABET) + 1)
+    load_init_weights(start, ARTIFACTS / "handwriting" / "crnn")
+    served = LineReader.load(ARTIFACTS / "handwriting" / "crnn").model
+    for k, v in served.state_dict().items():
+        assert torch.equal(start.state_dict()[k], v.float()), k
+    cfg = CRNNTrainConfig(data_dir=data, out_dir=tmp_path / "crnn",
+                          checkpoint_dir=tmp_path / "ckpt", fonts_dir=tmp_path / "no-fonts",
+                          steps=2, batch_size=4, workers=0, val_lines=50, eval_every=1,
+                          max_width=256, real_lines=real, real_share=0.5,
+                          init_from=ARTIFACTS / "handwriting" / "crnn")
+    card = train_crnn(cfg)
+    assert card["training"]["init_from"] == str(cfg.init_from)
+    assert {"real_cer", "real_cer_nocase"} <= set(card["history"][0])
+    assert 0.0 <= card["metrics"]["real_val_cer_greedy"] <= 1.5
+    assert "real line/word images" in card["dataset"]["name"]
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors"):
+        load_init_weights(CRNN(len(ALPHABET) + 1), tmp_path)
