@@ -1,10 +1,11 @@
 """Training lines for the CRNN line recognizer, composed from real letters and handwriting fonts.
 
-We have no real line images to train on (the four real pages in ``handwriting-pages/`` are the
-development set), so :class:`LineSynthesizer` makes text-line images with their transcription,
-the way synthetic-data OCR work does (Jaderberg et al. 2014, "Synthetic data and artificial
-neural networks for natural scene text recognition"; Krishnan & Jawahar 2016, "Generating
-synthetic data for text recognition"), from two kinds of glyph sources:
+``../shared/data`` has no real line images to train on (the four real pages in
+``handwriting-pages/`` are the development set), so :class:`LineSynthesizer` makes text-line
+images with their transcription, the way synthetic-data OCR work does (Jaderberg et al.
+2014, "Synthetic data and artificial neural networks for natural scene text recognition";
+Krishnan & Jawahar 2016, "Generating synthetic data for text recognition"),
+from two kinds of glyph sources:
 
 * **letters**: the real handwritten letter and digit crops of the shared archives
   (``split == 0`` only, both cases; Chars74K lines are drawn from one writer, the other sets
@@ -21,6 +22,11 @@ preprocessing (:func:`models.handwriting.preprocess.ink_map`), cropped to its in
 same padding as :func:`models.handwriting.lines.line_crop` and resized to the model's height.
 So training inputs are what the service feeds the model: float32 ink maps, ink bright on
 black, values in [0, 1].
+
+Where real line or word images with transcriptions are at hand (a folder with a
+``manifest.tsv``, :class:`models.handwriting.reallines.RealLineBank`; development pages
+dropped), ``real_share`` of the samples are drawn from them instead, given the same optional
+shear, photograph and preprocessing.
 
 Text comes from English training text we have (Penn Treebank train, Multi30k English train):
 spans of 1-9 words, with some upper-cased, capitalised or given digits and punctuation.
