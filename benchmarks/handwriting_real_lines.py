@@ -4,9 +4,10 @@ The folder is one that ``modelzoo train handwriting --arch crnn --real-lines DIR
 (``manifest.tsv``: path, text[, source]); its held-out rows are the ones training scores
 (every 20th row, development pages dropped by md5 and text:
 :func:`models.handwriting.train_crnn.real_val_batches`), cropped as the service crops a
-line. Each artifact (a folder with ``model.safetensors``) is run in fp32 on the same
-batches in the same process, and its character error rate (as written, and
-case-insensitive; greedy best path, no LM) is printed, with the ratio to the first one.
+line. Each artifact (``config.json`` + ``model.safetensors``, loaded as the service loads
+it) is run in fp32 on the same batches in the same process, and its character error rate
+(as written, and case-insensitive; greedy best path, no LM) is printed, with the ratio to
+the first one.
 
     python benchmarks/handwriting_real_lines.py --real-lines DIR \\
         artifacts/handwriting/crnn [OTHER_ARTIFACT ...] [--threads 1]
@@ -19,14 +20,8 @@ from pathlib import Path
 
 import torch
 
-from models.handwriting.train_crnn import (
-    ALPHABET,
-    CRNN,
-    CRNNTrainConfig,
-    load_init_weights,
-    real_val_batches,
-    validate,
-)
+from models.handwriting.linereader import LineReader
+from models.handwriting.train_crnn import CRNNTrainConfig, real_val_batches, validate
 
 
 def main() -> None:
@@ -44,9 +39,7 @@ def main() -> None:
     print(f"{args.real_lines}: {n} held-out samples")
     first: float | None = None
     for art in args.artifacts:
-        model = CRNN(len(ALPHABET) + 1, channels=cfg.channels, hidden=cfg.hidden)
-        load_init_weights(model, art)
-        model.eval()
+        model = LineReader.load(art).model  # as served (its own config.json), fp32
         scores = validate(model, batches, torch.device("cpu"))
         first = scores["cer_nocase"] if first is None else first
         ratio = scores["cer_nocase"] / first if first else float("nan")
