@@ -1,7 +1,8 @@
 """The ``modelzoo`` command line: train, evaluate and serve.
 
 ``modelzoo train <task>``, ``modelzoo evaluate <task>``, ``modelzoo ensemble matching``,
-``modelzoo manifest <task>``, ``modelzoo quantize <task>``, ``modelzoo serve``.
+``modelzoo data iam-lines``, ``modelzoo manifest <task>``, ``modelzoo quantize <task>``,
+``modelzoo serve``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ ensemble_app = typer.Typer(help="Combine trained models into a served ensemble."
                            no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(ensemble_app, name="ensemble")
+data_app = typer.Typer(help="Prepare training data from datasets you have.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -316,6 +319,47 @@ def train_handwriting(
     )
     card = train(cfg)
     _echo_summary(cfg.out_dir, card)
+
+
+@data_app.command("iam-lines")
+def data_iam_lines(
+    words_txt: Annotated[Path, typer.Option(help="IAM's words.txt (word-id ok|err gray x y w h "
+                                            "tag text).")],
+    words_dir: Annotated[Path, typer.Option(help="IAM's words/ folder (a01/a01-000u/*.png).")],
+    out_dir: Annotated[Path, typer.Option(help="Folder to write: manifest.tsv, lines/, words/ "
+                                          "(give it to train handwriting --real-lines).")],
+    exclude_labels: Annotated[list[Path] | None, typer.Option(
+        help="labels.tsv of evaluation images (repeatable); IAM texts sharing a line with one "
+        "are dropped. $MODELZOO_DATA_DIR/handwriting-pages/labels.tsv is always used.")] = None,
+    word_share: Annotated[float, typer.Option(
+        help="Share of single word crops written besides the rebuilt lines.")] = 0.33,
+    seed: int = 0,
+    source: Annotated[str, typer.Option(help="Text for the manifest's source column.")] = "IAM",
+    verbose: bool = False,
+) -> None:
+    """Rebuild IAM text lines from its word crops (pasted at their boxes) for CRNN training."""
+    import csv
+
+    from models.handwriting.iamlines import build_iam_lines
+
+    _setup_logging(verbose)
+    labels = [data_dir() / "handwriting-pages" / "labels.tsv", *(exclude_labels or [])]
+    texts = []
+    for path in labels:
+        if not path.is_file():
+            if path in (exclude_labels or []):
+                raise typer.BadParameter(f"--exclude-labels {path}: no such file")
+            continue
+        with path.open(encoding="utf-8", newline="") as f:
+            texts += [row.get("text") or "" for row in
+                      csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    try:
+        counts = build_iam_lines(words_txt, words_dir, out_dir, exclude_texts=texts,
+                                 word_share=word_share, seed=seed, source=source)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps({"out_dir": str(out_dir), "evaluation_texts": len(texts), **counts}))
 
 
 @evaluate_app.command("handwriting")
