@@ -189,22 +189,41 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32)
 
 
-def light_ink(gray: np.ndarray, side: int = 512) -> bool:
+def light_ink(gray: np.ndarray, side: int = 512, min_spread: float = 60.0,
+              min_paper_evidence: float = 0.1) -> bool:
     """True when the ink is lighter than its background (chalk on a board, inverted scans).
 
     The image minus a large median blur (which does not depend on polarity and follows the
     illumination) leaves the strokes: dark strokes give a long negative tail, light strokes a
     positive one. Ties (an empty page) count as dark ink.
+
+    A photo can hold two surfaces: a sheet of paper on a dark, patterned desk or cloth, or
+    a dark board on a bright wall. When the blurred background spans at least
+    ``min_spread`` grey levels (5th to 95th percentile), the bright surface's inside (its
+    mask eroded by the blur's size, so the step at its border is not read as strokes) is
+    checked first: dark strokes there, more than light ones and at least
+    ``min_paper_evidence`` of the whole image's stroke energy, mean writing on paper, and
+    the dark surface's texture is not counted. A board on a wall leaves no strokes inside
+    the wall, so the whole-image comparison decides as before.
     """
     small = _shrink(gray, side)
     small8 = np.clip(small, 0, 255).astype(np.uint8)
     k = _odd(max(3, max(small8.shape) // 8))
-    residual = small - cv2.medianBlur(small8, k).astype(np.float32)
+    background = cv2.medianBlur(small8, k).astype(np.float32)
+    residual = small - background
     noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
     t = 3.0 * noise + 4.0
-    dark = float(np.clip(-residual - t, 0, None).sum())
-    light = float(np.clip(residual - t, 0, None).sum())
-    return light > dark
+    dark = np.clip(-residual - t, 0, None)
+    light = np.clip(residual - t, 0, None)
+    dark_sum, light_sum = float(dark.sum()), float(light.sum())
+    lo, hi = np.percentile(background, [5, 95])
+    if light_sum > dark_sum and hi - lo >= min_spread:
+        paper = (background > (lo + hi) / 2).astype(np.uint8)
+        inside = cv2.erode(paper, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))) > 0
+        dark_paper, light_paper = float(dark[inside].sum()), float(light[inside].sum())
+        if dark_paper > light_paper and dark_paper >= min_paper_evidence * light_sum:
+            return False
+    return light_sum > dark_sum
 
 
 def paper_level(gray: np.ndarray, frac: float) -> np.ndarray:

@@ -19,6 +19,7 @@ from models.handwriting.preprocess import (
     binarize,
     decode_image,
     ink_map,
+    light_ink,
 )
 from models.handwriting.segment import Box, crop_letter, crop_letters, segment
 
@@ -167,6 +168,41 @@ def test_white_ink_on_black_gives_the_same_boxes() -> None:
     light_on_dark = segment(ink_map(255 - img)).letters()
     assert len(dark_on_light) == 6
     assert light_on_dark == dark_on_light
+
+
+def _cloth(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A dark cloth with light curvy flowers: light 'strokes' on a dark surface."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w), 30, np.uint8)
+    for _ in range(150):
+        pts = np.cumsum(rng.integers(-25, 26, (8, 2)), axis=0) + rng.integers(0, [w, h])
+        cv2.polylines(img, [pts.astype(np.int32)], False, 200, 6)
+    return img
+
+
+def test_a_sheet_on_patterned_dark_cloth_is_dark_ink_on_paper() -> None:
+    # the sheet covers the top 45 %; the cloth's light pattern outweighs the writing
+    img = _cloth(900, 700)
+    img[:400] = 235
+    for k, y in enumerate((110, 210, 310)):
+        cv2.putText(img, ["Hello guys", "welcome to", "my channel"][k], (40, y), FONT, 2.2,
+                    40, 5)
+    assert not light_ink(img.astype(np.float32))  # (the cloth alone outweighed the writing)
+    ink = ink_map(np.repeat(img[:, :, None], 3, axis=2)).ink
+    strokes = img[:400] < 100
+    assert ink[:400][strokes].mean() > 0.5  # the writing is ink, the sheet is not
+    assert ink[:400][~strokes].mean() < 0.05
+
+
+def test_chalk_on_a_board_stays_light_ink_with_or_without_a_bright_wall() -> None:
+    board = np.full((600, 800), 40, np.uint8)
+    cv2.putText(board, "HELLO", (200, 320), FONT, 3, 220, 8)
+    assert light_ink(board.astype(np.float32))
+    for y0, y1, x0, x1 in ((100, 520, 120, 700), (30, 570, 30, 770), (100, 600, 0, 800)):
+        img = np.full((600, 800), 235, np.uint8)
+        img[y0:y1, x0:x1] = 40
+        cv2.putText(img, "HELLO", (200, 400), FONT, 3, 220, 8)
+        assert light_ink(img.astype(np.float32)), (y0, y1, x0, x1)
 
 
 def test_large_photo_is_downscaled_and_boxes_map_back_to_original_pixels() -> None:
