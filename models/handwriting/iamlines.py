@@ -181,9 +181,9 @@ def build_iam_lines(words_txt: Path, words_dir: Path, out_dir: Path, *,
 
     A line is kept only when each of its words has a readable crop of the size its box
     says and a transcription without ``#`` (IAM's stand-in for £). Single words are taken
-    when IAM marks them ``ok``, have at least ``min_word_chars`` characters with a letter,
-    and a ``word_share`` draw picks them. Rows are shuffled (``seed``), so the trainer's
-    every-20th held-out rows mix lines and words.
+    when IAM marks them ``ok``, their crop decodes, they have at least ``min_word_chars``
+    characters with a letter, and a ``word_share`` draw picks them. Rows are shuffled
+    (``seed``), so the trainer's every-20th held-out rows mix lines and words.
 
     Args:
         words_txt: IAM ``words.txt``.
@@ -251,7 +251,7 @@ def build_iam_lines(words_txt: Path, words_dir: Path, out_dir: Path, *,
         path = word_image(words_dir, w.word_id)
         if (w.text_id in excluded or not w.ok or "#" in w.text or len(w.text) < min_word_chars
                 or not any(c.isalpha() for c in w.text) or rng.random() >= word_share
-                or not path.is_file()):
+                or not path.is_file() or cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) is None):
             continue
         rel = f"words/{path.relative_to(words_dir).as_posix()}"
         (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)

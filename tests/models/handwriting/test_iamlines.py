@@ -107,19 +107,19 @@ def test_read_words_txt_skips_comments_split_and_cut_rows(tmp_path: Path) -> Non
 
 def test_build_writes_lines_words_and_drops_evaluation_texts(tmp_path: Path) -> None:
     iam = _fake_iam(tmp_path / "iam", ROWS)
+    (iam / "words/a01/a01-000u/a01-000u-01-01.png").write_bytes(b"")  # IAM has a 0-byte crop
     out = tmp_path / "out"
     counts = build_iam_lines(iam / "words.txt", iam / "words", out,
                              exclude_texts=["the quick brown foxes"], word_share=1.0)
     # line 00 of a01-000u kept; line 01 skipped (missing image); b02-010 and b02-010x dropped
-    assert counts == {"lines": 1, "words": 3, "lines_skipped": 1, "texts_excluded": 1}
+    assert counts == {"lines": 1, "words": 2, "lines_skipped": 1, "texts_excluded": 1}
     rows = [r.split("\t") for r in (out / "manifest.tsv").read_text().splitlines()]
     assert rows[0] == ["path", "text", "source"]
     by_path = {r[0]: r[1] for r in rows[1:]}
     assert by_path["lines/a01/a01-000u-00.png"] == "Hello there, friend"
-    # single words: ok ones with a letter and 2+ characters (not 'there' = err, not ','),
-    # also from a line that was skipped
-    assert sorted(t for p, t in by_path.items() if p.startswith("words/")) == [
-        "Hello", "friend", "image"]
+    # single words: ok ones with a letter and 2+ characters whose crop decodes (not 'there' =
+    # err, not ',', not the empty 'image')
+    assert sorted(t for p, t in by_path.items() if p.startswith("words/")) == ["Hello", "friend"]
     assert not any("quick" in t for t in by_path.values())
     line = cv2.imread(str(out / "lines/a01/a01-000u-00.png"), cv2.IMREAD_GRAYSCALE)
     assert line.shape == (34 + 24, 175 + 24)  # boxes span x 100..275, y 48..82; pad 12
@@ -127,7 +127,7 @@ def test_build_writes_lines_words_and_drops_evaluation_texts(tmp_path: Path) -> 
     assert line[19 + 12, 62 + 10] == 15
     # the folder is a --real-lines folder the trainer reads
     bank = RealLineBank.load(out, ALPHABET, split="all")
-    assert sorted(bank.texts) == ["Hello", "Hello there, friend", "friend", "image"]
+    assert sorted(bank.texts) == ["Hello", "Hello there, friend", "friend"]
 
 
 def test_build_refuses_missing_folders_and_empty_label_files(tmp_path: Path) -> None:
