@@ -7,10 +7,11 @@ The folder is one that ``modelzoo train handwriting --arch crnn --real-lines DIR
 line. Each artifact (``config.json`` + ``model.safetensors``, loaded as the service loads
 it) is run in fp32 on the same batches in the same process, and its character error rate
 (as written, and case-insensitive; greedy best path, no LM) is printed, with the ratio to
-the first one.
+the first one. ``--int8`` adds a row per artifact for its dynamic int8 model (LSTM and
+Linear layers, as ``MODELZOO_QUANTIZE`` serves it).
 
     python benchmarks/handwriting_real_lines.py --real-lines DIR \\
-        artifacts/handwriting/crnn [OTHER_ARTIFACT ...] [--threads 1]
+        artifacts/handwriting/crnn [OTHER_ARTIFACT ...] [--threads 1] [--int8]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--real-lines", type=Path, required=True,
                         help="folder with manifest.tsv (path, text[, source])")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--int8", action="store_true", help="also score each int8 model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = CRNNTrainConfig(real_lines=args.real_lines)
@@ -39,12 +41,14 @@ def main() -> None:
     print(f"{args.real_lines}: {n} held-out samples")
     first: float | None = None
     for art in args.artifacts:
-        model = LineReader.load(art).model  # as served (its own config.json), fp32
-        scores = validate(model, batches, torch.device("cpu"))
-        first = scores["cer_nocase"] if first is None else first
-        ratio = scores["cer_nocase"] / first if first else float("nan")
-        print(f"{art}: CER {scores['cer']:.2%}, case-insensitive {scores['cer_nocase']:.2%} "
-              f"({ratio:.2f}x the first)")
+        for int8 in (False, True) if args.int8 else (False,):
+            # as served (its own config.json); fp32, or int8 as MODELZOO_QUANTIZE serves it
+            model = LineReader.load(art, quantize=int8).model
+            scores = validate(model, batches, torch.device("cpu"))
+            first = scores["cer_nocase"] if first is None else first
+            ratio = scores["cer_nocase"] / first if first else float("nan")
+            print(f"{art}{' int8' if int8 else ''}: CER {scores['cer']:.2%}, case-insensitive "
+                  f"{scores['cer_nocase']:.2%} ({ratio:.2f}x the first)")
 
 
 if __name__ == "__main__":

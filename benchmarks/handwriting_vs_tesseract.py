@@ -76,14 +76,14 @@ def _ratio(ours: float, theirs: float) -> str:
 def format_comparison(ours: PageReport, theirs: PageReport | None) -> str:
     """Per style and overall: each metric for ours, Tesseract's and the ratio; ms/image."""
     metrics = (("CER A-Z", "cer_az"), ("CER", "cer"), ("WER", "wer"))
-    head = f"{'style':<12}{'images':>7}"
+    head = f"{'style':<20}{'images':>7}"
     for name, _ in metrics:
         head += f"  {name + ' ours':>13}" + (f"{'tess':>8}{'ratio':>7}" if theirs else "")
     head += f"  {'ms ours':>8}" + (f"{'ms tess':>9}" if theirs else "")
     lines = [head]
-    for style in [*ours.styles(), None]:
+    for style in ours.rows():
         mine = ours.counts(style)
-        row = f"{style or 'overall':<12}{len(ours.of_style(style)):>7}"
+        row = f"{style or 'overall':<20}{len(ours.of_style(style)):>7}"
         for _, attr in metrics:
             row += f"  {_pct(getattr(mine, attr)):>13}"
             if theirs:

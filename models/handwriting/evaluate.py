@@ -278,6 +278,12 @@ class ImageScore:
     ms: float
 
 
+#: the style of joined writing in ``labels.tsv``
+CURSIVE = "cursive"
+#: the tables' group of every other style (capitals, mixed-case print, notebooks, ...)
+PRINT = "print (not cursive)"
+
+
 @dataclass
 class PageReport:
     """A page folder read by one system, scored per image (:func:`error_counts`).
@@ -293,12 +299,22 @@ class PageReport:
     def styles(self) -> list[str]:
         return sorted({s.style for s in self.images})
 
+    def rows(self) -> list[str | None]:
+        """What the tables list: each style, then :data:`PRINT` (every style but cursive)
+        when there are cursive and other images, then None (all images)."""
+        styles = self.styles()
+        group: list[str | None] = [PRINT] if CURSIVE in styles and len(styles) > 1 else []
+        return [*styles, *group, None]
+
     def of_style(self, style: str | None = None) -> list[ImageScore]:
-        """The images of one style, or all images when ``style`` is None."""
+        """The images of one style, of every style but cursive when ``style`` is
+        :data:`PRINT`, or all images when ``style`` is None."""
+        if style == PRINT:
+            return [s for s in self.images if s.style != CURSIVE]
         return [s for s in self.images if style is None or s.style == style]
 
     def counts(self, style: str | None = None) -> ErrorCounts:
-        """Summed counts of one style's images, or of all images."""
+        """Summed counts of one style's images (or group, see :meth:`of_style`)."""
         return total_counts(s.counts for s in self.of_style(style))
 
     def ms_per_image(self, style: str | None = None) -> float:
@@ -314,7 +330,7 @@ class PageReport:
                     "ms_per_image": _finite(self.ms_per_image(style)), "counts": asdict(c)}
 
         return {"folder": self.folder, "system": self.system,
-                "styles": {style: summary(style) for style in self.styles()},
+                "styles": {style: summary(style) for style in self.rows() if style},
                 "overall": summary(None),
                 "images": [{"file": s.file, "style": s.style, "cer_az": _finite(s.counts.cer_az),
                             "cer": _finite(s.counts.cer), "wer": _finite(s.counts.wer),
@@ -352,10 +368,10 @@ def format_page_report(report: PageReport) -> str:
     """A table per style and overall (CER A–Z, CER, WER, ms per image), then one line per
     image with its CERs and what was read."""
     lines = [f"{report.folder}: {len(report.images)} images read by {report.system}",
-             f"{'style':<16}{'images':>7}{'CER A-Z':>9}{'CER':>9}{'WER':>9}{'ms/image':>10}"]
-    for style in [*report.styles(), None]:
+             f"{'style':<20}{'images':>7}{'CER A-Z':>9}{'CER':>9}{'WER':>9}{'ms/image':>10}"]
+    for style in report.rows():
         c = report.counts(style)
-        lines.append(f"{style or 'overall':<16}{len(report.of_style(style)):>7}"
+        lines.append(f"{style or 'overall':<20}{len(report.of_style(style)):>7}"
                      f"{_pct(c.cer_az):>9}{_pct(c.cer):>9}{_pct(c.wer):>9}"
                      f"{report.ms_per_image(style):>10.0f}")
     width = max([4, *(len(s.file) for s in report.images)])

@@ -13,7 +13,10 @@ from typer.testing import CliRunner
 
 from models.cli import app
 from models.handwriting.evaluate import (
+    PRINT,
+    ImageScore,
     PageLabel,
+    PageReport,
     page_reader,
     read_page_labels,
     read_pages,
@@ -110,6 +113,22 @@ def test_rates_without_reference_units_are_nan() -> None:
     assert math.isnan(counts.cer_az)
     assert counts.wer == 1.0
     assert math.isnan(ErrorCounts().cer) and math.isnan(total_counts([]).wer)
+
+
+def test_print_group_sums_every_style_but_cursive() -> None:
+    def score(style: str, hyp: str, ref: str) -> ImageScore:
+        return ImageScore(f"{style}.png", style, ref, hyp, error_counts(hyp, ref), 1.0)
+
+    images = [score("capitals", "HELLO", "HELLO"), score("mixed", "Wxrld", "World"),
+              score("cursive", "xxxx", "abcd")]
+    report = PageReport("dev", "test", images)
+    assert report.rows() == ["capitals", "cursive", "mixed", PRINT, None]
+    assert report.counts(PRINT) == images[0].counts + images[1].counts
+    assert report.counts(PRINT).cer_az == pytest.approx(1 / 10)
+    assert report.to_dict()["styles"][PRINT]["images"] == 2
+    # no group without cursive, nor with cursive alone
+    assert PageReport("dev", "t", images[:2]).rows() == ["capitals", "mixed", None]
+    assert PageReport("dev", "t", images[2:]).rows() == ["cursive", None]
 
 
 # ------------------------------------------------------------------------ labels files
