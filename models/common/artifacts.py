@@ -2,7 +2,9 @@
 
 An artifact directory holds
 
-* ``model.safetensors`` - tensors only (never a pickled module);
+* ``model.safetensors`` - tensors only (never a pickled module); a large 2-D tensor may be
+  stored row-wise int8 (``<name>.int8_rows`` + ``<name>.int8_scale``, :func:`int8_rows`),
+  which :func:`load_artifact` turns back into ``<name>`` (float16);
 * ``config.json``       - the model's constructor arguments (``Model(**config)``);
 * ``card.json``         - the model card (dataset, metrics and the commands behind them);
 * any task files (vocabularies, tokenizers) written by the task itself.
@@ -24,6 +26,8 @@ from models.common.paths import REPO_ROOT
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "card.json"
+INT8_ROWS = ".int8_rows"
+INT8_SCALE = ".int8_scale"
 
 
 class ArtifactError(RuntimeError):
@@ -65,7 +69,8 @@ def save_artifact(
 def load_artifact(
     directory: Path, device: torch.device | str = "cpu"
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
-    """Load ``(tensors, config, card)`` from an artifact directory.
+    """Load ``(tensors, config, card)`` from an artifact directory; tensors stored row-wise
+    int8 (:func:`int8_rows`) come back as float16 under their own names.
 
     Raises:
         ArtifactError: the directory or one of its three files is missing or unreadable.
@@ -75,8 +80,52 @@ def load_artifact(
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise ArtifactError(f"missing {WEIGHTS} in {directory}")
-    tensors = load_file(weights, device=str(device))
+    tensors = from_int8_rows(load_file(weights, device=str(device)))
     return tensors, read_json(directory / CONFIG), read_json(directory / CARD)
+
+
+def int8_rows(tensors: Mapping[str, torch.Tensor], names: list[str]
+              ) -> dict[str, torch.Tensor]:
+    """Store the 2-D float tensors ``names`` row-wise int8, for a smaller artifact.
+
+    Each row ``w`` becomes ``q = round(w / s)`` in int8 (-127..127) with ``s = max|w| / 127``
+    (symmetric absmax scaling per row, as in weight-only int8 quantization, e.g. Dettmers
+    et al. 2022 without outlier columns): ``<name>.int8_rows`` int8 (rows, cols) and
+    ``<name>.int8_scale`` float32 (rows,). The rounding error per entry is at most
+    ``s / 2``. Other tensors are returned unchanged.
+
+    Raises:
+        KeyError: a name is not in ``tensors``.
+        ValueError: a named tensor is not 2-D floating point.
+    """
+    out = dict(tensors)
+    for name in names:
+        w = out.pop(name)
+        if w.ndim != 2 or not w.is_floating_point():
+            raise ValueError(f"{name}: int8 row storage needs a 2-D float tensor, "
+                             f"got {tuple(w.shape)} {w.dtype}")
+        scale = (w.float().abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+        out[name + INT8_ROWS] = torch.round(w.float() / scale[:, None]).clamp(
+            -127, 127).to(torch.int8)
+        out[name + INT8_SCALE] = scale
+    return out
+
+
+def from_int8_rows(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`int8_rows`: every ``<name>.int8_rows`` + ``<name>.int8_scale`` pair
+    becomes ``<name>`` = rows × scale, float16 (B, ...) like the other stored weights.
+
+    Raises:
+        ArtifactError: an ``.int8_rows`` tensor has no matching ``.int8_scale``.
+    """
+    for key in [k for k in tensors if k.endswith(INT8_ROWS)]:
+        name = key[: -len(INT8_ROWS)]
+        scale = tensors.pop(name + INT8_SCALE, None)
+        if scale is None:
+            raise ArtifactError(f"{key} has no {name + INT8_SCALE} beside it")
+        q = tensors.pop(key)
+        tensors[name] = (q.float() * scale.float()[:, None]).to(torch.float16)
+    return tensors
 
 
 def directory_size_bytes(directory: Path) -> int:
