@@ -53,6 +53,8 @@ def _command_line(ctx: typer.Context) -> str:
                     "--" + param.name.replace("_", "-"))
         if isinstance(value, bool):
             parts.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list | tuple):  # a repeatable option: the flag once per value
+            parts += [a for v in value for a in (flag, str(v))]
         else:
             parts += [flag, str(value)]
     return shlex.join(parts)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from typer.testing import CliRunner
 
-from models.cli import app
+from models.cli import _command_line, app
 
 runner = CliRunner()
 
@@ -37,3 +40,18 @@ def test_train_then_evaluate_a_pairs_file(tiny_corpus: Path, tmp_path: Path) -> 
     metrics = json.loads(result.output)["metrics"]["pairs.tsv"]
     assert metrics["pairs_used"] == 3 and metrics["pairs_total"] == 4
     assert -1.0 <= metrics["spearman"] <= 1.0
+
+
+def test_command_line_repeats_the_flag_of_a_list_option_and_skips_defaults() -> None:
+    probe = typer.Typer()
+    seen: list[str] = []
+
+    @probe.command()
+    def run(ctx: typer.Context,
+            label: Annotated[list[Path] | None, typer.Option()] = None,
+            steps: int = 10, bf16: bool = False) -> None:
+        seen.append(_command_line(ctx))
+
+    result = runner.invoke(probe, ["--label", "a.tsv", "--label", "b c.tsv", "--bf16"])
+    assert result.exit_code == 0, result.output
+    assert shlex.split(seen[0])[1:] == ["--label", "a.tsv", "--label", "b c.tsv", "--bf16"]
