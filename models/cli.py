@@ -331,8 +331,9 @@ def data_iam_lines(
     out_dir: Annotated[Path, typer.Option(help="Folder to write: manifest.tsv, lines/, words/ "
                                           "(give it to train handwriting --real-lines).")],
     exclude_labels: Annotated[list[Path] | None, typer.Option(
-        help="labels.tsv of evaluation images (repeatable); IAM texts sharing a line with one "
-        "are dropped. $MODELZOO_DATA_DIR/handwriting-pages/labels.tsv is always used.")] = None,
+        help="labels.tsv of evaluation images (repeatable); IAM texts sharing a line or a word "
+        "crop (md5) with one are dropped. $MODELZOO_DATA_DIR/handwriting-pages/labels.tsv is "
+        "always used.")] = None,
     word_share: Annotated[float, typer.Option(
         help="Share of single word crops written besides the rebuilt lines.")] = 0.33,
     seed: int = 0,
@@ -345,7 +346,10 @@ def data_iam_lines(
     from models.handwriting.iamlines import build_iam_lines
 
     _setup_logging(verbose)
+    from models.handwriting.reallines import excluded_keys
+
     labels = [data_dir() / "handwriting-pages" / "labels.tsv", *(exclude_labels or [])]
+    md5s, _ = excluded_keys(labels)  # the md5 column and the md5 of each listed image
     texts = []
     for path in labels:
         if not path.is_file():
@@ -357,7 +361,8 @@ def data_iam_lines(
                       csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
     try:
         counts = build_iam_lines(words_txt, words_dir, out_dir, exclude_texts=texts,
-                                 word_share=word_share, seed=seed, source=source)
+                                 exclude_md5s=md5s, word_share=word_share, seed=seed,
+                                 source=source)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

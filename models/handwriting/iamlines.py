@@ -21,6 +21,7 @@ Evaluation images must stay out: every IAM text (a form id without its writer su
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import re
@@ -150,12 +151,15 @@ def paste_line(crops: list[tuple[tuple[int, int], np.ndarray]], pad: int = 12) -
     return canvas
 
 
-def overlaps(text: str, references: list[str], min_chars: int = 12, ngram: int = 4) -> bool:
+def overlaps(text: str, references: list[str], min_chars: int = 12, ngram: int = 4,
+             min_words: int = 3) -> bool:
     """True when ``text`` shares a line with one of ``references``: one contains the other
-    (compared by :func:`normalize_text`, at least ``min_chars`` long), or they share a run
-    of ``ngram`` words of at least ``min_chars`` letters and digits."""
+    (compared by :func:`normalize_text`, at least ``min_chars`` long), they share a run
+    of ``ngram`` words of at least ``min_chars`` letters and digits, or a reference of at
+    least ``min_words`` words is a run of ``text``'s words (a crop of a few words of an
+    IAM line, e.g. "made a list")."""
     key = normalize_text(text)
-    words = [normalize_text(w) for w in text.split()]
+    words = [w for w in (normalize_text(w) for w in text.split()) if w]
     grams = {"".join(words[i:i + ngram]) for i in range(len(words) - ngram + 1)}
     grams = {g for g in grams if len(g) >= min_chars}
     for ref in references:
@@ -163,6 +167,10 @@ def overlaps(text: str, references: list[str], min_chars: int = 12, ngram: int =
         if (len(key) >= min_chars and key in r) or (len(r) >= min_chars and r in key):
             return True
         if any(g in r for g in grams):
+            return True
+        ref_words = [w for w in (normalize_text(w) for w in ref.split()) if w]
+        n = len(ref_words)
+        if n >= min_words and any(words[i:i + n] == ref_words for i in range(len(words) - n + 1)):
             return True
     return False
 
@@ -174,7 +182,8 @@ def word_image(words_dir: Path, word_id: str) -> Path:
 
 
 def build_iam_lines(words_txt: Path, words_dir: Path, out_dir: Path, *,
-                    exclude_texts: list[str] | None = None, word_share: float = 0.33,
+                    exclude_texts: list[str] | None = None,
+                    exclude_md5s: set[str] | None = None, word_share: float = 0.33,
                     min_word_chars: int = 2, seed: int = 0, source: str = "IAM"
                     ) -> dict[str, int]:
     """Write a ``--real-lines`` folder of IAM lines (and a share of single words).
@@ -191,6 +200,8 @@ def build_iam_lines(words_txt: Path, words_dir: Path, out_dir: Path, *,
         out_dir: the folder to write (``manifest.tsv``, ``lines/``, ``words/``); created.
         exclude_texts: evaluation transcriptions; IAM texts that :func:`overlaps` any are
             dropped whole.
+        exclude_md5s: md5s of evaluation images; the IAM text of a word crop with one of
+            them is dropped whole (an evaluation image may be an IAM crop itself).
         word_share: share of eligible single words written besides the lines.
         min_word_chars: shortest single word kept.
         seed: shuffling and word-draw seed.
@@ -220,6 +231,12 @@ def build_iam_lines(words_txt: Path, words_dir: Path, out_dir: Path, *,
         texts.setdefault(ws[0].text_id, []).append(join_tokens(w.text for w in ws))
     refs = [t for t in (exclude_texts or []) if t.strip()]
     excluded = {tid for tid, ts in texts.items() if any(overlaps(t, refs) for t in ts)}
+    if exclude_md5s:
+        for w in words:
+            path = word_image(words_dir, w.word_id)
+            if (w.text_id not in excluded and path.is_file()
+                    and hashlib.md5(path.read_bytes()).hexdigest() in exclude_md5s):
+                excluded.add(w.text_id)
     if excluded:
         log.info("IAM texts dropped as evaluation text: %s", ", ".join(sorted(excluded)))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -88,6 +89,10 @@ def test_overlaps_by_containment_or_a_shared_run_of_words() -> None:
     assert overlaps("a lazy dog and the quick brown foxes jumped", refs)  # 4-word run
     assert not overlaps("the brown foxes", refs)  # too short to be evidence
     assert not overlaps("nothing in common here at all", refs)
+    # a crop of a few words of a line: all of the reference's words, in a row
+    assert overlaps("if she made a list, followed a routine", ["made a list"])
+    assert not overlaps("if she made lists, followed a routine", ["made a list"])
+    assert not overlaps("one of the best", ["of the"])  # two words: too common
 
 
 def test_read_words_txt_skips_comments_split_and_cut_rows(tmp_path: Path) -> None:
@@ -128,6 +133,18 @@ def test_build_writes_lines_words_and_drops_evaluation_texts(tmp_path: Path) -> 
     # the folder is a --real-lines folder the trainer reads
     bank = RealLineBank.load(out, ALPHABET, split="all")
     assert sorted(bank.texts) == ["Hello", "Hello there, friend", "friend"]
+
+
+def test_build_drops_the_text_of_a_word_crop_that_is_an_evaluation_image(tmp_path: Path) -> None:
+    iam = _fake_iam(tmp_path / "iam", ROWS)
+    crop = iam / "words/b02/b02-010x/b02-010x-00-01.png"  # 'brown' by writer x
+    md5 = hashlib.md5(crop.read_bytes()).hexdigest()
+    counts = build_iam_lines(iam / "words.txt", iam / "words", tmp_path / "out",
+                             exclude_md5s={md5}, word_share=1.0)
+    # the text b02-010 goes, both writers' copies; a01-000u stays
+    assert (counts["lines"], counts["texts_excluded"]) == (1, 1)
+    texts = (tmp_path / "out" / "manifest.tsv").read_text()
+    assert "brown" not in texts and "Hello there, friend" in texts
 
 
 def test_build_refuses_missing_folders_and_empty_label_files(tmp_path: Path) -> None:
