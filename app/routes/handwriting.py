@@ -104,8 +104,9 @@ PipelineQuery = Annotated[Literal["auto", "lines", "contours"], Query(
     description="`contours`: segment letters and classify each (best for letters written "
     "apart, e.g. block capitals); `lines`: read each text line whole with the CRNN line "
     "recognizer (mixed case, joined writing, notebook pages); `auto`: contours when the "
-    "letter classifier is sure of every letter, else lines (the rule is measured in "
-    "`benchmarks/handwriting_pipeline_rule.py`).")]
+    "letter classifier is sure of every letter, else lines, with a line of letters the "
+    "classifier is sure of (and the line recognizer is not) taken from contours (the rules "
+    "are measured in `benchmarks/handwriting_pipeline_rule.py`).")]
 
 
 def _response(result: Recognition, model: HandwritingPredictor,
@@ -114,9 +115,10 @@ def _response(result: Recognition, model: HandwritingPredictor,
     return RecognizeResponse(
         text=result.text, lines=result.lines, width=result.width, height=result.height,
         labels=labels, pipeline=result.pipeline,
-        line_boxes=[TextLineBox(text=t, box=list(b), words=[list(w) for w in ws])
-                    for t, b, ws in zip(result.lines, result.line_boxes, result.word_boxes,
-                                        strict=False)],
+        line_boxes=[TextLineBox(text=t, box=list(b), words=[list(w) for w in ws],
+                                pipeline=result.line_pipeline(i))
+                    for i, (t, b, ws) in enumerate(zip(result.lines, result.line_boxes,
+                                                       result.word_boxes, strict=False))],
         characters=[Character(char=c.char, confidence=c.confidence, box=list(c.box), line=c.line,
                               word=c.word,
                               alternatives=[Alternative(char=a, confidence=p)

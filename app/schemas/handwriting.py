@@ -36,6 +36,10 @@ class TextLineBox(BaseModel):
     box: list[int] = Field(min_length=4, max_length=4,
                            description="[x, y, width, height] of the line, image pixels.")
     words: list[list[int]] = Field(description="[x, y, width, height] of each word.")
+    pipeline: str = Field(default="", description="The pipeline that read this line: "
+                          "`lines` or `contours` (`pipeline=auto` can take a line from "
+                          "each: a line of letters written apart that the letter CNN is sure "
+                          "of and the line recognizer is not).")
 
 
 class RecognizeResponse(BaseModel):
@@ -50,7 +54,8 @@ class RecognizeResponse(BaseModel):
         "width": 640, "height": 480, "labels": "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
         "pipeline": "contours",
         "line_boxes": [{"text": "HELLO WORLD", "box": [12, 20, 300, 41],
-                        "words": [[12, 20, 140, 41], [172, 20, 140, 41]]}],
+                        "words": [[12, 20, 140, 41], [172, 20, 140, 41]],
+                        "pipeline": "contours"}],
         "annotated_png": None,
     }]}}
 
@@ -64,7 +69,9 @@ class RecognizeResponse(BaseModel):
                         "space and punctuation).")
     pipeline: str = Field(description="Which pipeline read the image: `contours` (letters "
                           "segmented and classified one by one) or `lines` (each text line "
-                          "read whole by the CRNN). With `pipeline=auto` the service chooses.")
+                          "read whole by the CRNN). With `pipeline=auto` the service chooses; "
+                          "when it reads with `lines`, some lines can still come from "
+                          "`contours` (see `line_boxes[].pipeline`).")
     line_boxes: list[TextLineBox] = Field(default_factory=list,
                                           description="Each line's text, box and word boxes.")
     annotated_png: str | None = Field(

@@ -11,7 +11,9 @@ segmentation, so joined, touching and lower-case writing work. Its artifact live
 ``crnn/`` folder of the handwriting artifact.
 
 ``auto`` reads with contours first and keeps that reading when the page looks like letters
-written apart (:func:`prefer_contours`), else reads with lines.
+written apart (:func:`prefer_contours`), else reads with lines and then, line by line, keeps
+a contour line instead where the letter CNN is sure of its letters and the line recognizer
+is not sure of its line, or missed it (:func:`fuse_lines`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,22 @@ PIPELINES = ("auto", "lines", "contours")
 #: and no letter is below AUTO_MIN_LETTER (measured: benchmarks/handwriting_pipeline_rule.py).
 AUTO_MEAN_CONFIDENCE = 0.8
 AUTO_MIN_LETTER = 0.5
+#: ``auto``, line by line (:func:`fuse_lines`): a contour line replaces the line
+#: recognizer's reading of the same line when its letters' mean confidence is at least
+#: FUSE_LINE_MEAN, none is below FUSE_LINE_MIN and the line recognizer's mean character
+#: confidence there is below FUSE_CRNN_BELOW; a confident contour line of at least
+#: FUSE_MIN_LETTERS letters that no recognizer line covers is added (measured:
+#: benchmarks/handwriting_pipeline_rule.py).
+#: With AUTO_FUSE_EVERY_PAGE, ``auto`` reads every page both ways and fuses them (the page
+#: rule above is not used); without it, only the pages the page rule sends to lines.
+AUTO_FUSE_EVERY_PAGE = True
+FUSE_LINE_MEAN = 0.9
+FUSE_LINE_MIN = 0.5
+FUSE_CRNN_BELOW = 0.9
+FUSE_MIN_LETTERS = 2
+#: Two line boxes are the same line when their intersection covers at least this share of
+#: the smaller box.
+FUSE_OVERLAP = 0.5
 
 
 @dataclass
@@ -76,6 +94,8 @@ class Recognition:
         line_boxes: ``(x, y, w, h)`` per line in image pixels.
         word_boxes: per line, ``(x, y, w, h)`` per word (``lines`` pipeline; letter boxes
             grouped by word for ``contours``).
+        line_pipelines: per line, the pipeline that read it (``auto`` can mix them); empty
+            means every line was read by ``pipeline``.
     """
 
     text: str
@@ -87,6 +107,11 @@ class Recognition:
     pipeline: str = "contours"
     line_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
     word_boxes: list[list[tuple[int, int, int, int]]] = field(default_factory=list)
+    line_pipelines: list[str] = field(default_factory=list)
+
+    def line_pipeline(self, index: int) -> str:
+        """The pipeline that read line ``index``."""
+        return self.line_pipelines[index] if self.line_pipelines else self.pipeline
 
 
 @dataclass
@@ -249,12 +274,15 @@ class HandwritingPredictor:
     def finish(self, contours: Recognition, page: SegmentedPage, pipeline: str) -> Recognition:
         """The answer for ``pipeline`` given the contour reading of a page: the contour
         reading itself, or (``auto``, when :func:`prefer_contours` rejects it and a line
-        recognizer is loaded) the line reading of the same decoded image."""
-        if pipeline == "contours" or self.line_reader is None or prefer_contours(contours):
+        recognizer is loaded) the line reading of the same decoded image, fused line by line
+        with the contour reading (:func:`fuse_lines`)."""
+        if pipeline == "contours" or self.line_reader is None or (
+                not AUTO_FUSE_EVERY_PAGE and prefer_contours(contours)):
             return contours
         lines = self.read_lines(page.rgb, page.layout_max_side)
-        lines.timings_ms = {**contours.timings_ms, **lines.timings_ms}
-        return lines
+        fused = fuse_lines(contours, lines)
+        fused.timings_ms = {**contours.timings_ms, **lines.timings_ms}
+        return fused
 
     def read_lines(self, rgb: np.ndarray, max_side: int = 1600) -> Recognition:
         """Read a decoded image, uint8 (H, W, 3) RGB or (H, W) gray, with the line recognizer.
@@ -366,6 +394,98 @@ def prefer_contours(contours: Recognition) -> bool:
     conf = [c.confidence for c in contours.letters]
     return bool(conf) and float(np.mean(conf)) >= AUTO_MEAN_CONFIDENCE and \
         min(conf) >= AUTO_MIN_LETTER
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection area of two ``(x, y, w, h)`` boxes over the smaller box's area (0 when
+    either is empty)."""
+    ix = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    iy = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    small = min(a[2] * a[3], b[2] * b[3])
+    return max(0, ix) * max(0, iy) / small if small > 0 else 0.0
+
+
+def fuse_lines(contours: Recognition, lines: Recognition, *,
+               line_mean: float = FUSE_LINE_MEAN, line_min: float = FUSE_LINE_MIN,
+               crnn_below: float = FUSE_CRNN_BELOW, min_letters: int = FUSE_MIN_LETTERS,
+               add_mean: float = AUTO_MEAN_CONFIDENCE, add_min: float = AUTO_MIN_LETTER,
+               overlap: float = FUSE_OVERLAP) -> Recognition:
+    """The line reading of a page with some lines taken from its contour reading: a
+    system combination at the level of lines, by confidence (in the spirit of ROVER,
+    Fiscus 1997, with two systems and whole lines as the unit).
+
+    Lines pair up when their boxes overlap (intersection >= ``overlap`` of the smaller box)
+    one to one. A contour line whose letters are sure (mean confidence >= ``line_mean``,
+    each >= ``line_min``) replaces its partner when the line recognizer's mean character
+    confidence there is below ``crnn_below`` (widely spaced capitals, which the CRNN reads
+    least well). A contour line with no partner (a short line the recognizer dropped as a
+    stray mark, or a page it read nothing on) is added, at its place top to bottom, when it
+    has at least ``min_letters`` letters that pass the page rule's bar (mean >= ``add_mean``,
+    each >= ``add_min``). Everything else is the line reading as it was.
+
+    Args:
+        contours: the ``contours`` reading of the page.
+        lines: the ``lines`` reading of the same decoded image (same pixel coordinates).
+
+    Returns:
+        A new recognition with ``line_pipelines`` saying which pipeline read each line
+        (``pipeline`` is ``"lines"`` unless every line came from contours); ``lines``
+        itself when no contour line is taken.
+    """
+    def letters_of(rec: Recognition, index: int) -> list[Letter]:
+        return [c for c in rec.letters if c.line == index]
+
+    def sure(letters: list[Letter], mean: float, floor: float) -> bool:
+        conf = [c.confidence for c in letters]
+        return bool(conf) and float(np.mean(conf)) >= mean and min(conf) >= floor
+
+    partners = [[j for j, lb in enumerate(lines.line_boxes) if _overlap(cb, lb) >= overlap]
+                for cb in contours.line_boxes]
+    claimed = [sum(j in p for p in partners) for j in range(len(lines.line_boxes))]
+    take: dict[int, int] = {}  # recognizer line -> contour line replacing it
+    add: list[int] = []
+    for i, p in enumerate(partners):
+        mine = letters_of(contours, i)
+        if not p:
+            if len(mine) >= min_letters and sure(mine, add_mean, add_min):
+                add.append(i)
+        elif len(p) == 1 and claimed[p[0]] == 1 and sure(mine, line_mean, line_min):
+            theirs = letters_of(lines, p[0])
+            crnn = float(np.mean([c.confidence for c in theirs])) if theirs else 0.0
+            if crnn < crnn_below:
+                take[p[0]] = i
+    if not take and not add:
+        return lines
+    # (source, index) per output line, recognizer lines in their reading order and added
+    # contour lines before the first recognizer line whose box centre lies below theirs
+    order: list[tuple[str, int]] = [("lines", j) for j in range(len(lines.line_boxes))]
+    for i in sorted(add, key=lambda i: _centre_y(contours.line_boxes[i])):
+        y = _centre_y(contours.line_boxes[i])
+        at = next((k for k, (src, j) in enumerate(order) if src == "lines"
+                   and _centre_y(lines.line_boxes[j]) > y), len(order))
+        order.insert(at, ("contours", i))
+    out_lines: list[str] = []
+    letters: list[Letter] = []
+    boxes: list[tuple[int, int, int, int]] = []
+    words: list[list[tuple[int, int, int, int]]] = []
+    sources: list[str] = []
+    for src, j in order:
+        rec, index = (lines, j) if src == "lines" and j not in take else \
+            (contours, take.get(j, j) if src == "lines" else j)
+        n = len(out_lines)
+        out_lines.append(rec.lines[index])
+        letters += [Letter(c.char, c.confidence, c.box, n, c.word, c.alternatives)
+                    for c in letters_of(rec, index)]
+        boxes.append(rec.line_boxes[index])
+        words.append(rec.word_boxes[index])
+        sources.append(rec.pipeline)
+    return Recognition("\n".join(out_lines), out_lines, letters, lines.width, lines.height,
+                       dict(lines.timings_ms),
+                       "lines" if "lines" in sources else "contours", boxes, words, sources)
+
+
+def _centre_y(box: tuple[int, int, int, int]) -> float:
+    return box[1] + box[3] / 2
 
 
 def _union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:

@@ -113,13 +113,34 @@ async def test_contours_pipeline_reads_block_capitals(client: httpx.AsyncClient)
     assert len(body["characters"]) == 10
 
 
-async def test_auto_keeps_contours_for_block_capitals_written_apart(
-        client: httpx.AsyncClient) -> None:
+async def test_auto_reads_block_capitals_written_apart(client: httpx.AsyncClient) -> None:
     response = await client.post("/v1/handwriting/recognize",
                                  files=upload(encode(page(["HELLO", "WORLD"]))))
     assert response.status_code == 200, response.text
-    assert response.json()["pipeline"] == "contours"
-    assert response.json()["text"] == "HELLO\nWORLD"
+    body = response.json()
+    assert body["text"] == "HELLO\nWORLD"
+    assert [line["text"] for line in body["line_boxes"]] == ["HELLO", "WORLD"]
+    assert {line["pipeline"] for line in body["line_boxes"]} <= {"lines", "contours"}
+
+
+async def test_auto_takes_the_contour_lines_where_the_line_recognizer_is_unsure(
+        tmp_path: Path) -> None:
+    """A line recognizer with random weights is unsure of every line, so ``auto`` answers
+    with the letter CNN's lines, each marked as read by contours."""
+    root = tmp_path / "artifacts"
+    shutil.copytree(ARTIFACTS / "handwriting", root / "handwriting")
+    shutil.rmtree(root / "handwriting" / "crnn", ignore_errors=True)
+    write_random_crnn(root / "handwriting" / "crnn")
+    write_manifest(root / "handwriting")
+    async with running_app(_settings(root)) as c:
+        response = await c.post("/v1/handwriting/recognize",
+                                files=upload(encode(page(["HELLO", "WORLD"]))))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["text"] == "HELLO\nWORLD"
+    assert body["pipeline"] == "contours"
+    assert [line["pipeline"] for line in body["line_boxes"]] == ["contours", "contours"]
+    assert [c["line"] for c in body["characters"]] == [0] * 5 + [1] * 5
 
 
 async def test_auto_reads_joined_script_with_lines(client: httpx.AsyncClient) -> None:

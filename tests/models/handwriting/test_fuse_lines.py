@@ -1,0 +1,95 @@
+"""``predictor.fuse_lines``: line-level combination of the contour and line readings."""
+
+from __future__ import annotations
+
+from models.handwriting.predictor import Letter, Recognition, fuse_lines
+
+Box = tuple[int, int, int, int]
+
+
+def reading(pipeline: str, lines: list[tuple[str, Box, list[float]]]) -> Recognition:
+    """A recognition of ``(text, line box, per-letter confidences)`` lines; the letters of
+    a line share its box (enough for the fusion, which looks at line boxes)."""
+    letters = []
+    for i, (text, box, conf) in enumerate(lines):
+        chars = [c for c in text if c != " "]
+        assert len(chars) == len(conf)
+        letters += [Letter(c, p, box, i, 0, [(c, p)]) for c, p in zip(chars, conf, strict=True)]
+    return Recognition("\n".join(t for t, _, _ in lines), [t for t, _, _ in lines], letters,
+                       400, 300, {}, pipeline, [b for _, b, _ in lines],
+                       [[b] for _, b, _ in lines])
+
+
+TOP: Box = (10, 10, 300, 40)
+MIDDLE: Box = (10, 80, 120, 40)
+BOTTOM: Box = (10, 150, 300, 40)
+
+
+def test_sure_contour_line_replaces_an_unsure_recognizer_line() -> None:
+    contours = reading("contours", [("HELLO", TOP, [0.99] * 5), ("YOU", MIDDLE, [0.97] * 3)])
+    lines = reading("lines", [("HELLO", TOP, [0.98] * 5), ("tOU", MIDDLE, [0.5, 0.4, 0.6])])
+    fused = fuse_lines(contours, lines)
+    assert fused.lines == ["HELLO", "YOU"]
+    assert fused.text == "HELLO\nYOU"
+    assert fused.line_pipelines == ["lines", "contours"]
+    assert fused.pipeline == "lines"
+    assert [c.line for c in fused.letters] == [0] * 5 + [1] * 3
+    assert "".join(c.char for c in fused.letters if c.line == 1) == "YOU"
+
+
+def test_a_sure_recognizer_line_is_kept() -> None:
+    contours = reading("contours", [("HELIO", TOP, [0.99] * 5)])
+    lines = reading("lines", [("Hello", TOP, [0.95] * 5)])
+    assert fuse_lines(contours, lines) is lines
+
+
+def test_an_unsure_contour_line_is_not_taken() -> None:
+    contours = reading("contours", [("YOU", MIDDLE, [0.99, 0.4, 0.99])])  # one letter < 0.5
+    lines = reading("lines", [("tOU", MIDDLE, [0.5, 0.4, 0.6])])
+    assert fuse_lines(contours, lines) is lines
+    low_mean = reading("contours", [("YOU", MIDDLE, [0.8, 0.8, 0.8])])
+    assert fuse_lines(low_mean, lines) is lines
+
+
+def test_a_line_the_recognizer_missed_is_added_in_reading_order() -> None:
+    contours = reading("contours", [("TOP", TOP, [0.99] * 3), ("MY", MIDDLE, [0.95] * 2),
+                                    ("END", BOTTOM, [0.99] * 3)])
+    lines = reading("lines", [("Top", TOP, [0.99] * 3), ("End", BOTTOM, [0.99] * 3)])
+    fused = fuse_lines(contours, lines)
+    assert fused.lines == ["Top", "MY", "End"]
+    assert fused.line_pipelines == ["lines", "contours", "lines"]
+    assert fused.line_boxes == [TOP, MIDDLE, BOTTOM]
+    assert [c.line for c in fused.letters] == [0, 0, 0, 1, 1, 2, 2, 2]
+    # a single letter alone is more likely a stray mark: not added with min_letters=2
+    one = reading("contours", [("I", MIDDLE, [0.99])])
+    assert fuse_lines(one, lines, min_letters=2) is lines
+    assert fuse_lines(one, lines, min_letters=1).lines == ["Top", "I", "End"]
+
+
+def test_lines_that_do_not_pair_one_to_one_stay_as_read() -> None:
+    # two contour lines inside one recognizer line (the CNN split a line in two)
+    left: Box = (10, 10, 140, 40)
+    right: Box = (170, 10, 140, 40)
+    contours = reading("contours", [("AB", left, [0.99] * 2), ("CD", right, [0.99] * 2)])
+    lines = reading("lines", [("A8 CD", TOP, [0.5] * 4)])
+    assert fuse_lines(contours, lines) is lines
+
+
+def test_no_contour_lines_or_no_recognizer_lines() -> None:
+    empty_contours = reading("contours", [])
+    lines = reading("lines", [("tOU", MIDDLE, [0.5, 0.4, 0.6])])
+    assert fuse_lines(empty_contours, lines) is lines
+    contours = reading("contours", [("YOU", MIDDLE, [0.97] * 3)])
+    fused = fuse_lines(contours, reading("lines", []))
+    assert fused.lines == ["YOU"] and fused.line_pipelines == ["contours"]
+    assert fused.pipeline == "contours"
+
+
+def test_an_unpaired_line_needs_only_the_page_rules_bar() -> None:
+    """Replacing a recognizer line takes a surer contour line (``line_mean``) than adding a
+    line the recognizer has no reading for (``add_mean``, the page rule's)."""
+    lines = reading("lines", [("tOU", MIDDLE, [0.5, 0.4, 0.6])])
+    contours = reading("contours", [("YOU", MIDDLE, [0.85] * 3)])
+    assert fuse_lines(contours, lines, line_mean=0.9) is lines
+    assert fuse_lines(contours, reading("lines", []), add_mean=0.8).lines == ["YOU"]
+    assert fuse_lines(contours, reading("lines", []), add_mean=0.9).lines == []
