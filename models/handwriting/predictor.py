@@ -55,8 +55,10 @@ AUTO_MIN_LETTER = 0.5
 #: FUSE_MIN_LETTERS letters that no recognizer line covers is added (measured:
 #: benchmarks/handwriting_pipeline_rule.py).
 #: With AUTO_FUSE_EVERY_PAGE, ``auto`` reads every page both ways and fuses them (the page
-#: rule above is not used); without it, only the pages the page rule sends to lines.
-AUTO_FUSE_EVERY_PAGE = True
+#: rule above is not used); without it, only the pages the page rule sends to lines. Over
+#: 104 real and composed images: page rule alone 12.6 % A-Z CER, page rule then fusion
+#: 12.5 %, fusion on every page 12.6 % (and worse on composed clean capitals).
+AUTO_FUSE_EVERY_PAGE = False
 FUSE_LINE_MEAN = 0.9
 FUSE_LINE_MIN = 0.5
 FUSE_CRNN_BELOW = 0.9
@@ -244,7 +246,8 @@ class HandwritingPredictor:
 
         ``contours``: :meth:`segment_image`, :meth:`classify`, :meth:`assemble`;
         ``lines``: :meth:`read_lines`; ``auto``: contours, kept when
-        :func:`prefer_contours` says so, else lines (contours only without a line recognizer).
+        :func:`prefer_contours` says so, else lines fused line by line with the contour
+        reading (:func:`fuse_lines`); contours only without a line recognizer.
 
         Args:
             data: PNG, JPEG, WebP, BMP or TIFF bytes.
@@ -273,9 +276,10 @@ class HandwritingPredictor:
 
     def finish(self, contours: Recognition, page: SegmentedPage, pipeline: str) -> Recognition:
         """The answer for ``pipeline`` given the contour reading of a page: the contour
-        reading itself, or (``auto``, when :func:`prefer_contours` rejects it and a line
-        recognizer is loaded) the line reading of the same decoded image, fused line by line
-        with the contour reading (:func:`fuse_lines`)."""
+        reading itself, or (``auto``, when :func:`prefer_contours` rejects it, or on every
+        page with AUTO_FUSE_EVERY_PAGE, and a line recognizer is loaded) the line reading of
+        the same decoded image, fused line by line with the contour reading
+        (:func:`fuse_lines`)."""
         if pipeline == "contours" or self.line_reader is None or (
                 not AUTO_FUSE_EVERY_PAGE and prefer_contours(contours)):
             return contours

@@ -126,7 +126,8 @@ async def test_auto_reads_block_capitals_written_apart(client: httpx.AsyncClient
 async def test_auto_takes_the_contour_lines_where_the_line_recognizer_is_unsure(
         tmp_path: Path) -> None:
     """A line recognizer with random weights is unsure of every line, so ``auto`` answers
-    with the letter CNN's lines, each marked as read by contours."""
+    with the letter CNN's lines, each marked as read by contours (here by the page rule;
+    line by line in ``test_fusing_every_page_takes_the_sure_contour_lines``)."""
     root = tmp_path / "artifacts"
     shutil.copytree(ARTIFACTS / "handwriting", root / "handwriting")
     shutil.rmtree(root / "handwriting" / "crnn", ignore_errors=True)
@@ -208,3 +209,24 @@ def test_stray_marks_are_not_read_as_lines() -> None:
     assert linereader.plausible(reading("OK", 0.9))         # short and sure
     assert not linereader.plausible(reading("texture", 0.2))
     assert not linereader.plausible(reading("", 0.0))
+
+
+def test_fusing_every_page_takes_the_sure_contour_lines(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With AUTO_FUSE_EVERY_PAGE the page is read both ways and fused line by line: the
+    random line recognizer's lines give way to the contour lines the CNN is sure of."""
+    from models.handwriting import predictor as hw
+
+    root = tmp_path / "handwriting"
+    shutil.copytree(ARTIFACTS / "handwriting", root)
+    shutil.rmtree(root / "crnn", ignore_errors=True)
+    write_random_crnn(root / "crnn")
+    model = hw.HandwritingPredictor.load(root)
+    data = encode(page(["HELLO", "WORLD"]))
+    contours, _ = model.recognize(data, pipeline="contours")
+    assert contours.text == "HELLO\nWORLD"
+    monkeypatch.setattr(hw, "AUTO_FUSE_EVERY_PAGE", True)
+    fused, _ = model.recognize(data, pipeline="auto")
+    assert fused.text == "HELLO\nWORLD"
+    assert [fused.line_pipeline(i) for i in range(len(fused.lines))] == ["contours"] * 2
+    assert "read_lines" in fused.timings_ms  # the line recognizer did run
