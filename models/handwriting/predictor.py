@@ -474,8 +474,10 @@ def fuse_lines(contours: Recognition, lines: Recognition, *,
     words: list[list[tuple[int, int, int, int]]] = []
     sources: list[str] = []
     for src, j in order:
-        rec, index = (lines, j) if src == "lines" and j not in take else \
-            (contours, take.get(j, j) if src == "lines" else j)
+        if src == "lines" and j in take:
+            rec, index = contours, take[j]
+        else:
+            rec, index = (lines, j) if src == "lines" else (contours, j)
         n = len(out_lines)
         out_lines.append(rec.lines[index])
         letters += [Letter(c.char, c.confidence, c.box, n, c.word, c.alternatives)

@@ -55,6 +55,15 @@ def write_random_crnn(directory: Path) -> None:
                       alphabet=ALPHABET).save(directory / "charlm.npz")
 
 
+def with_random_crnn(target: Path) -> None:
+    """A copy of the committed handwriting artifact at ``target`` whose line recognizer
+    has random weights (unsure of every line)."""
+    shutil.copytree(ARTIFACTS / "handwriting", target)
+    shutil.rmtree(target / "crnn", ignore_errors=True)
+    write_random_crnn(target / "crnn")
+    write_manifest(target)
+
+
 @pytest.fixture
 def artifacts(tmp_path: Path) -> Path:
     """An artifacts root whose handwriting folder has a line recognizer."""
@@ -129,10 +138,7 @@ async def test_auto_takes_the_contour_lines_where_the_line_recognizer_is_unsure(
     with the letter CNN's lines, each marked as read by contours (here by the page rule;
     line by line in ``test_fusing_every_page_takes_the_sure_contour_lines``)."""
     root = tmp_path / "artifacts"
-    shutil.copytree(ARTIFACTS / "handwriting", root / "handwriting")
-    shutil.rmtree(root / "handwriting" / "crnn", ignore_errors=True)
-    write_random_crnn(root / "handwriting" / "crnn")
-    write_manifest(root / "handwriting")
+    with_random_crnn(root / "handwriting")
     async with running_app(_settings(root)) as c:
         response = await c.post("/v1/handwriting/recognize",
                                 files=upload(encode(page(["HELLO", "WORLD"]))))
@@ -218,9 +224,7 @@ def test_fusing_every_page_takes_the_sure_contour_lines(
     from models.handwriting import predictor as hw
 
     root = tmp_path / "handwriting"
-    shutil.copytree(ARTIFACTS / "handwriting", root)
-    shutil.rmtree(root / "crnn", ignore_errors=True)
-    write_random_crnn(root / "crnn")
+    with_random_crnn(root)
     model = hw.HandwritingPredictor.load(root)
     data = encode(page(["HELLO", "WORLD"]))
     contours, _ = model.recognize(data, pipeline="contours")
