@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -111,23 +112,25 @@ async def test_lines_pipeline_answers_with_line_and_word_boxes(
         assert line["words"]
 
 
-async def test_contours_pipeline_reads_block_capitals(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/handwriting/recognize?pipeline=contours",
+async def read_hello_world(client: httpx.AsyncClient, query: str = "") -> dict[str, Any]:
+    """POST a page of "HELLO" / "WORLD" in block capitals; the 200 answer must read it."""
+    response = await client.post(f"/v1/handwriting/recognize{query}",
                                  files=upload(encode(page(["HELLO", "WORLD"]))))
     assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["pipeline"] == "contours"
+    body: dict[str, Any] = response.json()
     assert body["text"] == "HELLO\nWORLD"
+    return body
+
+
+async def test_contours_pipeline_reads_block_capitals(client: httpx.AsyncClient) -> None:
+    body = await read_hello_world(client, "?pipeline=contours")
+    assert body["pipeline"] == "contours"
     assert [line["text"] for line in body["line_boxes"]] == ["HELLO", "WORLD"]
     assert len(body["characters"]) == 10
 
 
 async def test_auto_reads_block_capitals_written_apart(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/handwriting/recognize",
-                                 files=upload(encode(page(["HELLO", "WORLD"]))))
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["text"] == "HELLO\nWORLD"
+    body = await read_hello_world(client)
     assert [line["text"] for line in body["line_boxes"]] == ["HELLO", "WORLD"]
     assert {line["pipeline"] for line in body["line_boxes"]} <= {"lines", "contours"}
 
@@ -140,11 +143,7 @@ async def test_auto_takes_the_contour_lines_where_the_line_recognizer_is_unsure(
     root = tmp_path / "artifacts"
     with_random_crnn(root / "handwriting")
     async with running_app(_settings(root)) as c:
-        response = await c.post("/v1/handwriting/recognize",
-                                files=upload(encode(page(["HELLO", "WORLD"]))))
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["text"] == "HELLO\nWORLD"
+        body = await read_hello_world(c)
     assert body["pipeline"] == "contours"
     assert [line["pipeline"] for line in body["line_boxes"]] == ["contours", "contours"]
     assert [c["line"] for c in body["characters"]] == [0] * 5 + [1] * 5
