@@ -55,7 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "matchpyramid": {"model": {}, "lr": 1e-3, "batch_size": 64, "epochs": 8, "bf16": False},
     "esim": {"model": {"embed_dim": 128}, "lr": 1e-3, "batch_size": 128, "epochs": 8,
              "bf16": True},
-    "bimpm": {"model": {}, "lr": 1e-3, "batch_size": 64, "epochs": 8, "bf16": True},
+    "bimpm": {"model": {}, "lr": 1e-3, "batch_size": 64, "epochs": 8, "bf16": False},
 }
 
 Example = tuple[list[str], list[str], int, str | None]  # tokens a, tokens b, label, group
