@@ -31,6 +31,7 @@ from models.common.artifacts import git_commit, read_json, save_artifact, write_
 from models.common.checkpoint import load_checkpoint, save_checkpoint
 from models.common.config import preset_values, training_record
 from models.common.device import hardware_summary, resolve_device
+from models.common.malloc import keep_freed_memory
 from models.common.manifest import write_manifest
 from models.common.paths import artifacts_dir, data_dir
 from models.common.seeding import seed_everything
@@ -245,6 +246,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise ValueError(f"arch must be one of {ARCHS} and dataset one of {DATASETS}")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    keep_freed_memory()  # BiMPM/ESIM allocate the same multi-MB tensors every step
     train_ex = to_examples(read_pairs(split_path(cfg.data_dir, cfg.dataset, "train"))[1])
     dev_ex = to_examples(read_pairs(split_path(cfg.data_dir, cfg.dataset, "dev"))[1])
     vocab = Vocab.build((t for a, b, _, _ in train_ex for t in (a, b)), cfg.min_count)
