@@ -797,7 +797,8 @@ def store_int8(
 ) -> None:
     """Rewrite an artifact's model.safetensors with the given weights stored row-wise int8
     (absmax per row; loaded back as float16): about half their size on disk. The card
-    records the tensors, the command and both sizes; manifest.json is rewritten. Measure the
+    records the tensors, the command and both sizes; manifest.json is rewritten (the task
+    folder's, for a model sub-folder such as artifacts/matching/dssm-quora). Measure the
     model again afterwards (its evaluate command)."""
     from safetensors.torch import load_file, save_file
 
@@ -809,7 +810,7 @@ def store_int8(
         read_json,
         write_json,
     )
-    from models.common.manifest import write_manifest
+    from models.common.manifest import covering_manifest_dir, write_manifest
 
     is_task = re.fullmatch(r"[A-Za-z0-9_-]+", target) is not None
     directory = artifacts_dir() / target if is_task else Path(target)
@@ -837,7 +838,7 @@ def store_int8(
     card["weights_storage"].update(command=command, bytes_before=before,
                                    bytes_after=weights.stat().st_size)
     write_json(directory / CARD, card)
-    write_manifest(directory)
+    write_manifest(covering_manifest_dir(directory))
     typer.echo(f"wrote {weights}: {before} -> {weights.stat().st_size} bytes "
                f"({', '.join(tensor)} row-wise int8)")
 

@@ -78,6 +78,20 @@ def write_manifest(artifact_dir: Path) -> Path:
     return artifact_dir / MANIFEST
 
 
+def covering_manifest_dir(directory: Path) -> Path:
+    """The folder whose ``manifest.json`` covers the files of ``directory``: ``directory``
+    itself when it has one, else its parent when that has one (a task folder holding one
+    sub-folder per model, as ``artifacts/matching/`` does), else ``directory`` (a new
+    manifest goes there).
+
+    Rewriting a model sub-folder's files must rewrite the task folder's manifest, or the
+    service's integrity check of the task fails on the changed files.
+    """
+    if (directory / MANIFEST).is_file() or not (directory.parent / MANIFEST).is_file():
+        return directory
+    return directory.parent
+
+
 def _read_entries(artifact_dir: Path) -> dict[str, dict[str, Any]]:
     """The manifest's file entries, validated (shape, and no path leaving the folder)."""
     path = artifact_dir / MANIFEST

@@ -95,6 +95,20 @@ def test_cli_rewrites_weights_card_and_manifest(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "2-D float" in res.output
 
 
+def test_cli_on_a_model_sub_folder_rewrites_the_task_folders_manifest(tmp_path: Path) -> None:
+    task = tmp_path / "matching"  # one sub-folder per model, one manifest for the task
+    _tiny_lm(task / "model-a")
+    _tiny_lm(task / "model-b")
+    write_manifest(task)
+    res = runner.invoke(app, ["store-int8", str(task / "model-a"), "--tensor", "embed.weight"])
+    assert res.exit_code == 0, res.output
+    assert verify_manifest(task) == 6  # the task's check passes on the rewritten weights
+    assert not (task / "model-a" / "manifest.json").exists()  # no second, nested manifest
+    manifest = json.loads((task / "manifest.json").read_text())
+    assert manifest["files"]["model-a/model.safetensors"]["bytes"] == (
+        task / "model-a" / "model.safetensors").stat().st_size
+
+
 def test_an_lm_loaded_from_int8_rows_predicts_like_its_float16_weights(tmp_path: Path) -> None:
     fp16, int8 = tmp_path / "fp16", tmp_path / "int8"
     _tiny_lm(fp16)
