@@ -639,6 +639,9 @@ def train_matching(
     max_steps: int | None = None,
     train_limit: Annotated[int | None, typer.Option(
         help="minilm-*: use only the first N training pairs (smoke runs).")] = None,
+    init_from: Annotated[Path | None, typer.Option(
+        help="minilm-*: start from this trained minilm-* folder's adapters and head "
+        "(further fine-tuning; same arch and LoRA settings).")] = None,
     verbose: bool = False,
 ) -> None:
     """Train one matching architecture on Quora or WikiQA; early stopping on dev."""
@@ -646,6 +649,9 @@ def train_matching(
     from models.matching.transformer import TRANSFORMER_ARCHS
 
     _setup_logging(verbose)
+    if init_from is not None and arch not in TRANSFORMER_ARCHS:
+        raise typer.BadParameter(f"--init-from is for {', '.join(TRANSFORMER_ARCHS)}, not "
+                                 f"{arch}")
     if arch in TRANSFORMER_ARCHS:
         from models.matching.train_transformer import TransformerTrainConfig, train_transformer
 
@@ -654,7 +660,7 @@ def train_matching(
             out_root=out_root or artifacts_dir() / "matching", checkpoint_dir=checkpoint_dir,
             seed=seed, device=device, resume=resume, max_steps=max_steps,
             command=_command_line(ctx), bf16=True if bf16 is None else bf16,
-            train_limit=train_limit)
+            train_limit=train_limit, init_from=init_from)
         if epochs is not None:
             tcfg.epochs = epochs
         if lr is not None:

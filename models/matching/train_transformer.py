@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from models.common.artifacts import save_artifact
+from models.common.artifacts import ArtifactError, load_artifact, save_artifact
 from models.common.checkpoint import load_checkpoint, save_checkpoint
 from models.common.device import resolve_device
 from models.common.paths import artifacts_dir, data_dir
@@ -100,6 +100,7 @@ class TransformerTrainConfig:
     checkpoint_every: int = 200
     train_limit: int | None = None
     bert_config: dict[str, Any] | None = None
+    init_from: Path | None = None
     command: str = ""
 
     @property
@@ -189,6 +190,37 @@ def evaluate(model: nn.Module, tokenizer: Any, cfg: TransformerTrainConfig,
     return probs, probs
 
 
+def load_init_adapters(model: nn.Module, directory: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Start fine-tuning from a trained ``minilm-*`` artifact: copy its LoRA adapters and head
+    (``model.safetensors``, float32) into ``model``, which must have been built with the same
+    arch and LoRA settings (``config``, this run's ``config.json`` block).
+
+    Returns:
+        The artifact's card (for the new card's lineage).
+
+    Raises:
+        ArtifactError: files missing, another arch, LoRA settings or BERT config, or tensors
+            that are not exactly this model's trainable ones.
+    """
+    tensors, init_config, card = load_artifact(directory)
+    for key in ("arch", "max_length"):
+        if init_config.get(key) != config[key]:
+            raise ArtifactError(f"{directory}: --init-from needs the same {key} "
+                                f"({init_config.get(key)!r} there, {config[key]!r} here)")
+    for key in ("pooling", "lora", "bert_config"):
+        if init_config.get("model", {}).get(key) != config["model"].get(key):
+            raise ArtifactError(f"{directory}: --init-from needs the same model.{key} "
+                                f"({init_config.get('model', {}).get(key)!r} there, "
+                                f"{config['model'].get(key)!r} here)")
+    expected = set(trainable_state(model))
+    if set(tensors) != expected:
+        raise ArtifactError(f"{directory}: its tensors are not this model's trainable ones "
+                            f"(missing {sorted(expected - set(tensors))[:3]}, unexpected "
+                            f"{sorted(set(tensors) - expected)[:3]})")
+    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
+    return card
+
+
 def train_transformer(cfg: TransformerTrainConfig) -> dict[str, Any]:
     """Fine-tune, keep the best epoch on dev, write ``out_root/<arch>-<dataset>/`` (adapter
     and head tensors, config, card) and refresh the index card and manifest.
@@ -214,6 +246,8 @@ def train_transformer(cfg: TransformerTrainConfig) -> dict[str, Any]:
                               "dataset": cfg.dataset, "max_length": cfg.max_length}
     tokenizer = load_tokenizer()
     model = build_transformer(config).to(device)
+    init_card = (load_init_adapters(model, cfg.init_from, config)
+                 if cfg.init_from is not None else None)
     groups = question_groups(train_ex) if cfg.arch == BI else []
     per_epoch = (math.ceil(len(groups) / cfg.batch_size) if cfg.arch == BI
                  else math.ceil(len(train_ex) / cfg.batch_size))
@@ -320,15 +354,19 @@ def train_transformer(cfg: TransformerTrainConfig) -> dict[str, Any]:
         probs = model.probability(torch.from_numpy(raw)).numpy().astype(np.float64)
     final = dev_metrics(cfg.dataset, probs, dev_ex)
     config["threshold"] = round(final["threshold"], 6)
-    return write_transformer_artifact(model, config, final, cfg, progress, wall, best_state)
+    return write_transformer_artifact(model, config, final, cfg, progress, wall, best_state,
+                                      init_card)
 
 
 def write_transformer_artifact(model: nn.Module, config: dict[str, Any],
                                metrics: dict[str, float], cfg: TransformerTrainConfig,
                                progress: dict[str, Any], wall_s: float,
-                               tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+                               tensors: dict[str, torch.Tensor],
+                               init_card: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``out_root/<name>/`` (adapter + head tensors in float32, config, card), then
-    refresh the index card and manifest of ``out_root``."""
+    refresh the index card and manifest of ``out_root``. With ``init_card`` (the card of the
+    ``--init-from`` artifact) the card's ``lineage`` keeps that run's command, training
+    record, history and metrics, followed by its own lineage."""
     note = ("dev is used to pick the epoch, the threshold"
             + (" and the cosine→probability logistic" if cfg.arch == BI else "")
             + "; no test split is available here")
@@ -337,6 +375,10 @@ def write_transformer_artifact(model: nn.Module, config: dict[str, Any],
     card |= {"base_model": {"name": BASE_NAME, "package": BASE_PIP_NAME,
                             "method": "LoRA adapters merged into the base weights at load"},
              "trainable_params": sum(v.numel() for v in tensors.values())}
+    if init_card is not None:
+        card["lineage"] = [{key: init_card.get(key) for key in (
+            "training_command", "training", "history", "metrics", "git_commit")},
+            *init_card.get("lineage", [])]
     save_artifact(cfg.out_root / cfg.name, tensors, config, card)
     write_index(cfg.out_root)
     return card

@@ -146,6 +146,39 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path, fine_tuned: Path) 
     assert [h["epoch"] for h in card["history"]] == [1, 2]
 
 
+def test_init_from_starts_at_the_artifacts_adapters_and_keeps_its_lineage(
+        tmp_path: Path, fine_tuned: Path) -> None:
+    source = fine_tuned / "minilm-cross-quora"
+    data = _write_fixture(tmp_path / "data")
+    cfg = TransformerTrainConfig(arch=CROSS, dataset="quora", data_dir=data,
+                                 out_root=tmp_path / "out", checkpoint_dir=tmp_path / "ckpt",
+                                 epochs=1, batch_size=8, lr=0.0, warmup=0.0, bf16=False,
+                                 bert_config=TINY_BERT, lora_r=4, lora_alpha=8, max_length=32,
+                                 init_from=source)
+    card = train_transformer(cfg)  # lr 0: the weights stay those of the source artifact
+    before, _, source_card = load_artifact(source)
+    after, _, _ = load_artifact(tmp_path / "out" / "minilm-cross-quora")
+    assert set(after) == set(before)
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert card["lineage"][0]["history"] == source_card["history"]
+    assert card["metrics"]["accuracy"] == pytest.approx(source_card["metrics"]["accuracy"])
+
+
+def test_init_from_refuses_an_artifact_with_other_lora_settings(
+        tmp_path: Path, fine_tuned: Path) -> None:
+    cfg = TransformerTrainConfig(arch=CROSS, dataset="quora",
+                                 data_dir=_write_fixture(tmp_path / "data"),
+                                 out_root=tmp_path / "out", checkpoint_dir=tmp_path / "ckpt",
+                                 epochs=1, batch_size=8, bf16=False, bert_config=TINY_BERT,
+                                 lora_r=8, lora_alpha=8, max_length=32,
+                                 init_from=fine_tuned / "minilm-cross-quora")
+    with pytest.raises(ArtifactError, match=r"model\.lora"):
+        train_transformer(cfg)
+    cfg.lora_r, cfg.init_from = 4, fine_tuned / "minilm-bi-wikiqa"
+    with pytest.raises(ArtifactError, match="same arch"):
+        train_transformer(cfg)
+
+
 SERVED = artifacts_dir() / "matching" / "minilm-cross-quora"
 
 
