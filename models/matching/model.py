@@ -386,9 +386,24 @@ class ESIM(nn.Module):
 # --------------------------------------------------------------------------- BiMPM
 
 
+_NORM_EPS = 1e-12  # as F.normalize: each norm is clamped to at least this
+
+
+def _perspective_norms(x: torch.Tensor, weight_sq: torch.Tensor) -> torch.Tensor:
+    """``‖w_k ∘ x_i‖`` for every perspective: ``(B, L, H)`` and ``(P, H)`` squared weights →
+    ``(B, L, P)``, clamped to at least :data:`_NORM_EPS` (a zero gradient there, so padding
+    positions never divide by zero)."""
+    return ((x * x) @ weight_sq.t()).clamp(min=_NORM_EPS ** 2).sqrt()
+
+
 def perspective_cosine(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Multi-perspective cosine ``f_m`` of BiMPM (Wang et al. 2017, eq. 3) between every
     position of ``a`` and every position of ``b``.
+
+    ``cos(w_k ∘ a_i, w_k ∘ b_j) = Σ_h w_kh² a_ih b_jh / (‖w_k ∘ a_i‖ ‖w_k ∘ b_j‖)``: the
+    numerator is one batched product with only the shorter text weighted (``(B, P, L, H)``
+    for ``L = min(La, Lb)``), the norms are ``(x ∘ x) · (w ∘ w)ᵀ``; the same values as
+    normalising ``w_k ∘ a_i`` and ``w_k ∘ b_j`` first, in a fraction of the memory traffic.
 
     Args:
         a: ``(B, La, H)``; b: ``(B, Lb, H)``; weight: ``(P, H)``, one row per perspective.
@@ -396,18 +411,24 @@ def perspective_cosine(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -
     Returns:
         ``(B, P, La, Lb)``: ``cos(w_k ∘ a_i, w_k ∘ b_j)`` (0 where a vector is zero, e.g. padding).
     """
-    aw = F.normalize(a.unsqueeze(1) * weight[None, :, None, :], dim=-1)   # (B, P, La, H)
-    bw = F.normalize(b.unsqueeze(1) * weight[None, :, None, :], dim=-1)   # (B, P, Lb, H)
-    return aw @ bw.transpose(-1, -2)
+    weight_sq = weight * weight                                            # (P, H)
+    if a.size(1) <= b.size(1):
+        dot = (a.unsqueeze(1) * weight_sq[None, :, None, :]) @ b.unsqueeze(1).transpose(-1, -2)
+    else:
+        dot = a.unsqueeze(1) @ (b.unsqueeze(1) * weight_sq[None, :, None, :]).transpose(-1, -2)
+    norm_a = _perspective_norms(a, weight_sq).transpose(1, 2).unsqueeze(-1)   # (B, P, La, 1)
+    norm_b = _perspective_norms(b, weight_sq).transpose(1, 2).unsqueeze(-2)   # (B, P, 1, Lb)
+    return dot / (norm_a * norm_b)
 
 
 def paired_perspective_cosine(a: torch.Tensor, b: torch.Tensor,
                               weight: torch.Tensor) -> torch.Tensor:
     """``f_m`` between ``a_i`` and ``b_i`` at each position: ``(B, L, H)`` twice and ``(P, H)``
-    → ``(B, L, P)``."""
-    aw = F.normalize(a.unsqueeze(2) * weight, dim=-1)                     # (B, L, P, H)
-    bw = F.normalize(b.unsqueeze(2) * weight, dim=-1)
-    return (aw * bw).sum(-1)
+    → ``(B, L, P)``, as ``((a ∘ b) · (w ∘ w)ᵀ) / (‖w ∘ a‖ ‖w ∘ b‖)`` (no ``(B, L, P, H)``
+    tensor)."""
+    weight_sq = weight * weight
+    return ((a * b) @ weight_sq.t()) / (_perspective_norms(a, weight_sq)
+                                        * _perspective_norms(b, weight_sq))
 
 
 class BiMPM(nn.Module):

@@ -8,6 +8,7 @@ import zlib
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from models.matching.features import (
     MAX_TRIGRAMS,
@@ -221,3 +222,26 @@ def test_bimpm_perspective_cosines_have_the_strategy_shapes_and_ignore_padding()
                           torch.tensor([[True, True, True, False, False]]))
     assert full.shape == (1, 4, 8 * 3)  # 4 strategies x 2 directions x 3 perspectives
     torch.testing.assert_close(full, padded, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("la", "lb"), [(5, 3), (3, 5)])  # either side is the weighted one
+def test_bimpm_cosines_equal_normalising_the_weighted_vectors_first(la: int, lb: int) -> None:
+    from models.matching.model import paired_perspective_cosine, perspective_cosine
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, la, 7, generator=g), torch.randn(2, lb, 7, generator=g)
+    w = torch.rand(4, 7, generator=g) + 0.5
+    a[0, -1] = 0.0  # a padding position: its cosines are 0, not NaN
+    aw = F.normalize(a.unsqueeze(1) * w[None, :, None, :], dim=-1)  # (B, P, La, H)
+    bw = F.normalize(b.unsqueeze(1) * w[None, :, None, :], dim=-1)
+    torch.testing.assert_close(perspective_cosine(a, b, w), aw @ bw.transpose(-1, -2),
+                               atol=1e-5, rtol=1e-4)
+    n = min(la, lb)
+    direct = (F.normalize(a[:, :n].unsqueeze(2) * w, dim=-1)
+              * F.normalize(b[:, :n].unsqueeze(2) * w, dim=-1)).sum(-1)
+    torch.testing.assert_close(paired_perspective_cosine(a[:, :n], b[:, :n], w), direct,
+                               atol=1e-5, rtol=1e-4)
+    a.requires_grad_(True)
+    (perspective_cosine(a, b, w).sum() + paired_perspective_cosine(a[:, :n], b[:, :n], w)
+     .sum()).backward()
+    assert a.grad is not None and bool(torch.isfinite(a.grad).all())
