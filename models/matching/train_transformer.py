@@ -60,6 +60,7 @@ from models.matching.transformer import (
     TransformerMatcher,
     build_transformer,
     encode_texts,
+    load_adapters,
     load_tokenizer,
     text_of,
     trainable_state,
@@ -212,12 +213,7 @@ def load_init_adapters(model: nn.Module, directory: Path, config: dict[str, Any]
             raise ArtifactError(f"{directory}: --init-from needs the same model.{key} "
                                 f"({init_config.get('model', {}).get(key)!r} there, "
                                 f"{config['model'].get(key)!r} here)")
-    expected = set(trainable_state(model))
-    if set(tensors) != expected:
-        raise ArtifactError(f"{directory}: its tensors are not this model's trainable ones "
-                            f"(missing {sorted(expected - set(tensors))[:3]}, unexpected "
-                            f"{sorted(set(tensors) - expected)[:3]})")
-    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
+    load_adapters(model, tensors)
     return card
 
 

@@ -234,6 +234,18 @@ def load_transformer(tensors: Mapping[str, torch.Tensor], config: Mapping[str, A
             shapes), or the pretrained weights are missing.
     """
     model = build_transformer(config, base)
+    load_adapters(model, tensors)
+    model.encoder = model.encoder.merge_and_unload()  # type: ignore[operator,union-attr]
+    return model.eval()
+
+
+def load_adapters(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Copy saved adapter/head ``tensors`` into the trainable parameters of ``model`` (built
+    by :func:`build_transformer`, adapters not merged), as float32.
+
+    Raises:
+        ArtifactError: missing or unexpected names, or wrong shapes.
+    """
     expected = {n for n, p in model.named_parameters() if p.requires_grad}
     missing, unexpected = expected - set(tensors), set(tensors) - expected
     if missing or unexpected:
@@ -246,8 +258,6 @@ def load_transformer(tensors: Mapping[str, torch.Tensor], config: Mapping[str, A
                 raise ArtifactError(f"{name}: saved shape {tuple(value.shape)} but the model "
                                     f"has {tuple(params[name].shape)}")
             params[name].copy_(value.float())
-    model.encoder = model.encoder.merge_and_unload()  # type: ignore[operator,union-attr]
-    return model.eval()
 
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], others: Sequence[str] | None,
