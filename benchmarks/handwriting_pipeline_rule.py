@@ -7,14 +7,18 @@ and realistic photos, and mixed case), is read with ``pipeline=contours`` and wi
 confidence >= m and every letter's >= n" the script prints the A-Z case-insensitive CER
 (summed over images) that ``auto`` would get on each group, next to contours-only and
 lines-only; ``*`` marks the rule in ``models.handwriting.predictor``. A second table does
-the same for the line-by-line fusion that ``auto`` applies to the pages it reads with lines
-(``predictor.fuse_lines``: "a contour line whose letters have mean >= a and min >= b
-replaces the line recognizer's line when its confidence is below c, or is added where the
-recognizer has no line"), with the page rule as served: no fusion, the served knobs, and the
-best candidates.
+the same for the line-by-line fusion that ``auto`` applies on the base reading the page
+rule picks (``predictor.fuse_lines``): no fusion; the confidence rule alone ("a contour line
+whose letters have mean >= a and min >= b replaces the line recognizer's line when its
+confidence is below c, or is added where the recognizer has no line", line pages only);
+and with the line-score rule too ("the other pipeline's line replaces the base's when its
+mean ln confidence + w x LM ln P per character is more than m above", every page), for a
+grid of w and m (``*``: the served knobs).
 
     python benchmarks/handwriting_pipeline_rule.py --pages ../shared/data/handwriting-pages \\
-        [--pages more/] [--synth 20] [--artifact-dir artifacts/handwriting]
+        [--pages more/] [--synth 20] [--synth-seed 7] [--artifact-dir artifacts/handwriting]
+
+A folder whose labels carry no style is one group, named after the folder.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch
 
 from models.common.paths import artifacts_dir, data_dir
 from models.handwriting import predictor as hw
+from models.handwriting.charlm import CharNgramLM
 from models.handwriting.evaluate import read_page_labels
 from models.handwriting.metrics import ErrorCounts, error_counts, total_counts
 from models.handwriting.predictor import HandwritingPredictor
@@ -50,13 +55,14 @@ class Reading:
     contour_reading: hw.Recognition | None = None
     line_reading: hw.Recognition | None = None
 
-    def fused(self, knobs: dict[str, float]) -> ErrorCounts:
-        """The counts of ``fuse_lines`` (these knobs) on this image's two readings."""
+    def fused(self, lm: CharNgramLM | None, lm_weight: float = hw.FUSE_LM_WEIGHT,
+              margin: float = hw.FUSE_SCORE_MARGIN) -> ErrorCounts:
+        """The counts of ``fuse_lines`` on this image's two readings, on the base the served
+        page rule picks (the line-score rule off without ``lm``)."""
         assert self.contour_reading is not None and self.line_reading is not None
-        fused = hw.fuse_lines(self.contour_reading, self.line_reading,
-                              line_mean=knobs["line_mean"], line_min=knobs["line_min"],
-                              crnn_below=knobs["crnn_below"],
-                              min_letters=int(knobs["min_letters"]))
+        base = "contours" if hw.prefer_contours(self.contour_reading) else "lines"
+        fused = hw.fuse_lines(self.contour_reading, self.line_reading, base=base, lm=lm,
+                              lm_weight=lm_weight, margin=margin)
         return error_counts(fused.text, self.reference)
 
 
@@ -69,20 +75,21 @@ def read_folder(predictor: HandwritingPredictor, folder: Path, group: str | None
         data = (folder / label.file).read_bytes()
         contours, _ = predictor.recognize(data, pipeline="contours")
         lines, _ = predictor.recognize(data, pipeline="lines")
-        conf = [c.confidence for c in contours.letters] or [0.0]
-        out.append(Reading(group or label.style, label.file, float(np.mean(conf)),
+        conf = [hw.top_confidence(c) for c in contours.letters] or [0.0]
+        style = label.style if label.style != "unknown" else folder.name
+        out.append(Reading(group or style, label.file, float(np.mean(conf)),
                            float(min(conf)), error_counts(contours.text, label.text),
                            error_counts(lines.text, label.text), label.text, contours, lines))
     return out
 
 
-def composed(root: Path, n: int, tmp: Path) -> list[tuple[str, Path]]:
+def composed(root: Path, n: int, tmp: Path, seed: int = 7) -> list[tuple[str, Path]]:
     """Composed evaluation folders (test-split letters): (group name, folder)."""
     from models.handwriting.synth import make_eval_set
 
     sets = []
     for difficulty, case in (("clean", "upper"), ("realistic", "upper"), ("realistic", "mixed")):
-        folder = make_eval_set(tmp / f"{difficulty}-{case}", n, seed=7, difficulty=difficulty,
+        folder = make_eval_set(tmp / f"{difficulty}-{case}", n, seed=seed, difficulty=difficulty,
                                data_dir=root, case=case)
         sets.append((f"composed {difficulty} {case}", folder))
     return sets
@@ -103,49 +110,27 @@ def _row(name: str, pick: list[ErrorCounts], readings: list[Reading], groups: li
     return f"{name:<22}" + "".join(cells) + f"{100 * total_counts(pick).cer_az:>9.1f}%"
 
 
-FUSE_MEANS = (0.8, 0.85, 0.9, 0.95, 0.98)
-FUSE_MINS = (0.3, 0.5, 0.7, 0.9)
-FUSE_BELOW = (0.7, 0.8, 0.9, 0.95, 1.01)  # 1.01: replace whenever the contour line is sure
-FUSE_LETTERS = (1, 2, 3, 99)  # 99: never add a line
+LM_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+MARGINS = (0.0, 0.1, 0.2, 0.5, 1.0)
 
 
-def fusion_table(readings: list[Reading], top: int = 12) -> str:
-    """A-Z CER per group of ``auto`` with line fusion, two ways: fusing every page, or only
-    the pages the served page rule sends to lines (contours kept whole on the others);
-    without fusion, the served knobs, and the ``top`` best knob settings over all images."""
+def fusion_table(readings: list[Reading], lm: CharNgramLM) -> str:
+    """A-Z CER per group of ``auto`` on the served page rule's base reading: without fusion,
+    with the confidence rule alone, and with the line-score rule for each (w, m)."""
     groups = sorted({r.group for r in readings})
     page_pick = [r.mean_conf >= hw.AUTO_MEAN_CONFIDENCE and r.min_conf >= hw.AUTO_MIN_LETTER
                  for r in readings]
-
-    def pick(knobs: dict[str, float] | None, every_page: bool) -> list[ErrorCounts]:
-        return [r.contours if keep and not every_page else
-                (r.lines if knobs is None else r.fused(knobs))
-                for r, keep in zip(readings, page_pick, strict=True)]
-
-    served = {"line_mean": hw.FUSE_LINE_MEAN, "line_min": hw.FUSE_LINE_MIN,
-              "crnn_below": hw.FUSE_CRNN_BELOW, "min_letters": hw.FUSE_MIN_LETTERS}
-    scored = []
-    for every in (True, False):
-        for m, n, c, k in itertools.product(FUSE_MEANS, FUSE_MINS, FUSE_BELOW, FUSE_LETTERS):
-            knobs = {"line_mean": m, "line_min": n, "crnn_below": c, "min_letters": k}
-            counts = pick(knobs, every)
-            scored.append((total_counts(counts).cer_az, every, knobs, counts))
-    scored.sort(key=lambda t: t[0])
-
-    def name(every: bool, knobs: dict[str, float]) -> str:
-        return (f"{'all' if every else 'rule'} {knobs['line_mean']:.2f} "
-                f"{knobs['line_min']:.1f} {knobs['crnn_below']:.2f} "
-                f"{int(knobs['min_letters'])}")
-
-    rows = ["fuse on all pages or on the pages the page rule sends to lines "
-            "(mean a, min b, below c, letters k)"]
+    rows = ["fusion on the page rule's base (line score: w x LM per char, margin m)"]
     rows += _header(groups)
-    rows.append(_row("rule, no fusion", pick(None, False), readings, groups))
-    for every in (True, False):
-        star = "*" if every == hw.AUTO_FUSE_EVERY_PAGE else " "
-        rows.append(_row(star + name(every, served), pick(served, every), readings, groups))
-    for _, every, knobs, counts in scored[:top]:
-        rows.append(_row(" " + name(every, knobs), counts, readings, groups))
+    rows.append(_row(" rule, no fusion", [r.contours if keep else r.lines for r, keep
+                                          in zip(readings, page_pick, strict=True)],
+                     readings, groups))
+    rows.append(_row(" confidence rule only", [r.fused(None) for r in readings], readings,
+                     groups))
+    for w, m in itertools.product(LM_WEIGHTS, MARGINS):
+        star = "*" if (w, m) == (hw.FUSE_LM_WEIGHT, hw.FUSE_SCORE_MARGIN) else " "
+        rows.append(_row(f"{star}w {w:.2f}, m {m:.1f}", [r.fused(lm, w, m) for r in readings],
+                         readings, groups))
     return "\n".join(rows)
 
 
@@ -171,6 +156,8 @@ def main() -> None:
                         help="a labelled folder of real images (repeatable)")
     parser.add_argument("--synth", type=int, default=20,
                         help="composed pages per composed group (0: none)")
+    parser.add_argument("--synth-seed", type=int, default=7,
+                        help="seed of the composed pages (the evaluate command uses 0)")
     parser.add_argument("--artifact-dir", type=Path, default=artifacts_dir() / "handwriting")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -184,12 +171,13 @@ def main() -> None:
     root = data_dir() / "handwriting"
     if args.synth and root.is_dir():
         with tempfile.TemporaryDirectory() as tmp:
-            for group, folder in composed(root, args.synth, Path(tmp)):
+            for group, folder in composed(root, args.synth, Path(tmp), args.synth_seed):
                 readings += read_folder(predictor, folder, group)
     print(f"{len(readings)} images; A-Z CER of auto per rule (summed over images)")
     print(table(readings))
     print()
-    print(fusion_table(readings))
+    assert predictor.line_reader.lm is not None, "the line recognizer has no charlm.npz"
+    print(fusion_table(readings, predictor.line_reader.lm))
     print("\nper image: group, file, contour mean/min confidence, CER A-Z contours / lines")
     for r in readings:
         if not r.group.startswith("composed"):

@@ -274,6 +274,19 @@ class CharNgramLM:
         """ln P(end of line | context)."""
         return float(self.next_log_probs(context)[-1])
 
+    def line_log_prob(self, text: str) -> tuple[float, int]:
+        """ln P of one line under the model, and the number of events it is made of.
+
+        The line is normalized (:meth:`normalize`); its events are each character and the
+        end of line, so an empty line is the single end-of-line event.
+
+        Returns:
+            (sum of natural-log probabilities, number of events >= 1).
+        """
+        line = self.normalize(text)
+        total = sum(self.log_prob(line[:i], c) for i, c in enumerate(line))
+        return total + self.end_log_prob(line), len(line) + 1
+
     def perplexity(self, texts: Iterable[str]) -> float:
         """Per-character perplexity ``exp(-sum ln P / N)`` over normalized ``texts``: N counts
         every character of each non-empty normalized line plus its end-of-line event.
@@ -283,13 +296,11 @@ class CharNgramLM:
         """
         total, n = 0.0, 0
         for text in texts:
-            line = self.normalize(text)
-            if not line:
+            if not self.normalize(text):
                 continue
-            for i, c in enumerate(line):
-                total += self.log_prob(line[:i], c)
-            total += self.end_log_prob(line)
-            n += len(line) + 1
+            log_p, events = self.line_log_prob(text)
+            total += log_p
+            n += events
         if n == 0:
             raise ValueError("no characters to score after normalization")
         return math.exp(-total / n)

@@ -33,6 +33,8 @@ from models.common.artifacts import ArtifactError, load_artifact
 from models.common.errors import InvalidInputError
 from models.common.quantize import apply_saved_int8
 from models.handwriting.augment import prepare_batch
+from models.handwriting.charlm import CharNgramLM
+from models.handwriting.letterlm import decode_line
 from models.handwriting.linereader import LineReader
 from models.handwriting.model import build_model
 from models.handwriting.preprocess import decode_image, ink_map
@@ -48,17 +50,18 @@ PIPELINES = ("auto", "lines", "contours")
 #: and no letter is below AUTO_MIN_LETTER (measured: benchmarks/handwriting_pipeline_rule.py).
 AUTO_MEAN_CONFIDENCE = 0.8
 AUTO_MIN_LETTER = 0.5
-#: ``auto``, line by line (:func:`fuse_lines`): a contour line replaces the line
-#: recognizer's reading of the same line when its letters' mean confidence is at least
-#: FUSE_LINE_MEAN, none is below FUSE_LINE_MIN and the line recognizer's mean character
-#: confidence there is below FUSE_CRNN_BELOW; a confident contour line of at least
-#: FUSE_MIN_LETTERS letters that no recognizer line covers is added (measured:
-#: benchmarks/handwriting_pipeline_rule.py).
-#: With AUTO_FUSE_EVERY_PAGE, ``auto`` reads every page both ways and fuses them (the page
-#: rule above is not used); without it, only the pages the page rule sends to lines. Over
-#: 104 real and composed images: page rule alone 12.6 % A-Z CER, page rule then fusion
-#: 12.5 %, fusion on every page 12.6 % (and worse on composed clean capitals).
-AUTO_FUSE_EVERY_PAGE = False
+#: ``auto``, line by line (:func:`fuse_lines`): every page is read both ways, and the page
+#: rule above picks the base reading. Lines of the two readings pair up by box overlap;
+#: of a pair, the other pipeline's line replaces the base's when its line score (mean ln
+#: confidence of its letters + FUSE_LM_WEIGHT x the character LM's ln P per character of
+#: its text) beats the base line's by more than FUSE_SCORE_MARGIN. On line-recognizer
+#: pages, a contour line also replaces its partner when its letters' mean confidence is at
+#: least FUSE_LINE_MEAN, none is below FUSE_LINE_MIN and the recognizer's mean character
+#: confidence there is below FUSE_CRNN_BELOW, and a confident contour line of at least
+#: FUSE_MIN_LETTERS letters that no recognizer line covers is added. (Measured:
+#: benchmarks/handwriting_pipeline_rule.py; the README's "Which pipeline" gives the figures.)
+FUSE_LM_WEIGHT = 0.5
+FUSE_SCORE_MARGIN = 0.2
 FUSE_LINE_MEAN = 0.9
 FUSE_LINE_MIN = 0.5
 FUSE_CRNN_BELOW = 0.9
@@ -158,6 +161,12 @@ class HandwritingPredictor:
         self.image_size = int(config["image_size"])
         self.classes: str = config["classes"]
         self.line_reader = line_reader
+        # contour letters decoded with the line recognizer's character LM (letterlm.py);
+        # lm_weight 0 (the default for artifacts without "decode") is the CNN's argmax
+        decode = config.get("decode", {})
+        self.letter_lm_weight = float(decode.get("lm_weight", 0.0))
+        self.letter_beam_size = int(decode.get("beam_size", 8))
+        self.letter_top_k = int(decode.get("top_k", 5))
 
     @classmethod
     def load(cls, artifact_dir: Path, device: torch.device | str = "cpu",
@@ -276,15 +285,14 @@ class HandwritingPredictor:
 
     def finish(self, contours: Recognition, page: SegmentedPage, pipeline: str) -> Recognition:
         """The answer for ``pipeline`` given the contour reading of a page: the contour
-        reading itself, or (``auto``, when :func:`prefer_contours` rejects it, or on every
-        page with AUTO_FUSE_EVERY_PAGE, and a line recognizer is loaded) the line reading of
-        the same decoded image, fused line by line with the contour reading
-        (:func:`fuse_lines`)."""
-        if pipeline == "contours" or self.line_reader is None or (
-                not AUTO_FUSE_EVERY_PAGE and prefer_contours(contours)):
+        reading itself (``contours``, or no line recognizer loaded), or (``auto``) the
+        line reading of the same decoded image fused line by line with the contour
+        reading (:func:`fuse_lines`), on the base :func:`prefer_contours` picks."""
+        if pipeline == "contours" or self.line_reader is None:
             return contours
         lines = self.read_lines(page.rgb, page.layout_max_side)
-        fused = fuse_lines(contours, lines)
+        base = "contours" if prefer_contours(contours) else "lines"
+        fused = fuse_lines(contours, lines, base=base, lm=self.line_reader.lm)
         fused.timings_ms = {**contours.timings_ms, **lines.timings_ms}
         return fused
 
@@ -351,6 +359,7 @@ class HandwritingPredictor:
             raise ValueError(f"{len(probs)} probability rows for {len(page.crops)} crops")
         boxes = iter(page.layout.boxes_in_original())
         rows = iter(range(len(probs)))
+        chosen = iter(self.decode_letters(page.layout, probs))
         letters: list[Letter] = []
         lines: list[str] = []
         word_boxes: list[list[tuple[int, int, int, int]]] = []
@@ -360,7 +369,8 @@ class HandwritingPredictor:
             for wi, word in enumerate(line):
                 chars = []
                 for _ in word:
-                    letter = self._letter(probs[next(rows)], next(boxes), li, wi)
+                    letter = self._letter(probs[next(rows)], int(next(chosen)), next(boxes),
+                                          li, wi)
                     letters.append(letter)
                     chars.append(letter.char)
                 words.append("".join(chars))
@@ -382,10 +392,40 @@ class HandwritingPredictor:
         probs = self.classify(page.crops)
         return self.assemble(page, probs, 1000 * (time.perf_counter() - t0))
 
-    def _letter(self, p: np.ndarray, box: Box, line: int, word: int) -> Letter:
+    def decode_letters(self, layout: Layout, probs: np.ndarray) -> np.ndarray:
+        """The class of each letter crop: line by line, the letter CNN's probabilities
+        combined with the line recognizer's character LM (:func:`letterlm.decode_line`,
+        weight ``decode.lm_weight`` of the artifact's config), or the CNN's argmax without
+        an LM or with weight 0.
+
+        Args:
+            layout: the page's lines → words → letter boxes (crops in reading order).
+            probs: float32 (N, len(classes)), one row per crop.
+
+        Returns:
+            int64 (N,): class indices.
+        """
+        lm = self.line_reader.lm if self.line_reader is not None else None
+        if lm is None or self.letter_lm_weight == 0.0:
+            return probs.argmax(axis=1).astype(np.int64) if len(probs) else \
+                np.zeros(0, np.int64)
+        out = []
+        start = 0
+        for line in layout.lines:
+            lengths = [len(word) for word in line if len(word)]
+            n = sum(lengths)
+            out.append(decode_line(probs[start:start + n], lengths, self.classes, lm,
+                                   self.letter_lm_weight, self.letter_beam_size,
+                                   self.letter_top_k))
+            start += n
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+    def _letter(self, p: np.ndarray, k: int, box: Box, line: int, word: int) -> Letter:
+        """Letter of class ``k`` (its confidence is the CNN's probability of ``k``); the
+        alternatives are the CNN's top 3, so ``alternatives[0]`` is its own best class."""
         top = np.argsort(-p)[:3]
         alternatives = [(self.classes[i], round(float(p[i]), 4)) for i in top]
-        return Letter(alternatives[0][0], alternatives[0][1], (box.x, box.y, box.w, box.h),
+        return Letter(self.classes[k], round(float(p[k]), 4), (box.x, box.y, box.w, box.h),
                       line, word, alternatives)
 
 
@@ -395,9 +435,15 @@ def prefer_contours(contours: Recognition) -> bool:
     letters written apart. Joined or lower-case writing gives split or merged pieces that
     the CNN is unsure of, and goes to the line recognizer.
     (The thresholds are measured by ``benchmarks/handwriting_pipeline_rule.py``.)"""
-    conf = [c.confidence for c in contours.letters]
+    conf = [top_confidence(c) for c in contours.letters]
     return bool(conf) and float(np.mean(conf)) >= AUTO_MEAN_CONFIDENCE and \
         min(conf) >= AUTO_MIN_LETTER
+
+
+def top_confidence(letter: Letter) -> float:
+    """The recognizer's probability of its own best class for this letter (for contour
+    letters the CNN's top class, whatever the LM chose), which the rules are measured on."""
+    return letter.alternatives[0][1] if letter.alternatives else letter.confidence
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -409,85 +455,125 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
     return max(0, ix) * max(0, iy) / small if small > 0 else 0.0
 
 
-def fuse_lines(contours: Recognition, lines: Recognition, *,
+def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines",
+               lm: CharNgramLM | None = None, lm_weight: float = FUSE_LM_WEIGHT,
+               margin: float = FUSE_SCORE_MARGIN,
                line_mean: float = FUSE_LINE_MEAN, line_min: float = FUSE_LINE_MIN,
                crnn_below: float = FUSE_CRNN_BELOW, min_letters: int = FUSE_MIN_LETTERS,
                add_mean: float = AUTO_MEAN_CONFIDENCE, add_min: float = AUTO_MIN_LETTER,
                overlap: float = FUSE_OVERLAP) -> Recognition:
-    """The line reading of a page with some lines taken from its contour reading: a
-    system combination at the level of lines, by confidence (in the spirit of ROVER,
-    Fiscus 1997, with two systems and whole lines as the unit).
+    """One reading of a page from its contour and line readings, line by line: a system
+    combination at the level of lines, by confidence and language-model score (in the
+    spirit of ROVER, Fiscus 1997, with two systems and whole lines as the unit).
 
-    Lines pair up when their boxes overlap (intersection >= ``overlap`` of the smaller box)
-    one to one. A contour line whose letters are sure (mean confidence >= ``line_mean``,
-    each >= ``line_min``) replaces its partner when the line recognizer's mean character
-    confidence there is below ``crnn_below`` (widely spaced capitals, which the CRNN reads
-    least well). A contour line with no partner (a short line the recognizer dropped as a
-    stray mark, or a page it read nothing on) is added, at its place top to bottom, when it
-    has at least ``min_letters`` letters that pass the page rule's bar (mean >= ``add_mean``,
-    each >= ``add_min``). Everything else is the line reading as it was.
+    ``base`` (``"lines"`` or ``"contours"``) is the reading whose lines are kept unless
+    replaced. Lines pair up when their boxes overlap (intersection >= ``overlap`` of the
+    smaller box) one to one. With ``lm``, the other reading's line of a pair replaces the
+    base's when its :func:`line_score` exceeds the base line's by more than ``margin``.
+    On the ``lines`` base, as well: a contour line whose letters are sure (mean confidence
+    >= ``line_mean``, each >= ``line_min``) replaces its partner when the line
+    recognizer's mean character confidence there is below ``crnn_below`` (widely spaced
+    capitals, which the CRNN reads least well), and a contour line with no partner (a short
+    line the recognizer dropped as a stray mark, or a page it read nothing on) is added, at
+    its place top to bottom, when it has at least ``min_letters`` letters that pass the
+    page rule's bar (mean >= ``add_mean``, each >= ``add_min``). Everything else is the base
+    reading as it was (on the ``contours`` base, unpaired recognizer lines are left out).
 
     Args:
         contours: the ``contours`` reading of the page.
         lines: the ``lines`` reading of the same decoded image (same pixel coordinates).
+        base: which of the two is kept where nothing replaces it.
+        lm: the character LM for the line scores; None turns the score rule off.
 
     Returns:
         A new recognition with ``line_pipelines`` saying which pipeline read each line
-        (``pipeline`` is ``"lines"`` unless every line came from contours); ``lines``
-        itself when no contour line is taken.
+        (``pipeline`` is ``"lines"`` if any line came from the line recognizer, else
+        ``"contours"``); the base reading itself when no line is replaced or added.
+
+    Raises:
+        ValueError: ``base`` is neither ``"lines"`` nor ``"contours"``.
     """
+    if base not in ("lines", "contours"):
+        raise ValueError(f"base must be 'lines' or 'contours', got {base!r}")
+    main, other = (lines, contours) if base == "lines" else (contours, lines)
+
     def letters_of(rec: Recognition, index: int) -> list[Letter]:
         return [c for c in rec.letters if c.line == index]
 
     def sure(letters: list[Letter], mean: float, floor: float) -> bool:
-        conf = [c.confidence for c in letters]
+        conf = [top_confidence(c) for c in letters]
         return bool(conf) and float(np.mean(conf)) >= mean and min(conf) >= floor
 
-    partners = [[j for j, lb in enumerate(lines.line_boxes) if _overlap(cb, lb) >= overlap]
-                for cb in contours.line_boxes]
-    claimed = [sum(j in p for p in partners) for j in range(len(lines.line_boxes))]
-    take: dict[int, int] = {}  # recognizer line -> contour line replacing it
+    def score(rec: Recognition, index: int) -> float:
+        assert lm is not None
+        return line_score(letters_of(rec, index), rec.lines[index], lm, lm_weight)
+
+    partners = [[j for j, lb in enumerate(main.line_boxes) if _overlap(ob, lb) >= overlap]
+                for ob in other.line_boxes]
+    claimed = [sum(j in p for p in partners) for j in range(len(main.line_boxes))]
+    take: dict[int, int] = {}  # base line -> the other reading's line replacing it
     add: list[int] = []
     for i, p in enumerate(partners):
-        mine = letters_of(contours, i)
         if not p:
-            if len(mine) >= min_letters and sure(mine, add_mean, add_min):
+            mine = letters_of(other, i)
+            if base == "lines" and len(mine) >= min_letters and sure(mine, add_mean, add_min):
                 add.append(i)
-        elif len(p) == 1 and claimed[p[0]] == 1 and sure(mine, line_mean, line_min):
-            theirs = letters_of(lines, p[0])
+            continue
+        if len(p) != 1 or claimed[p[0]] != 1:
+            continue
+        j = p[0]
+        if lm is not None and score(other, i) > score(main, j) + margin:
+            take[j] = i
+        elif base == "lines" and sure(letters_of(contours, i), line_mean, line_min):
+            theirs = letters_of(lines, j)
             crnn = float(np.mean([c.confidence for c in theirs])) if theirs else 0.0
             if crnn < crnn_below:
-                take[p[0]] = i
+                take[j] = i
     if not take and not add:
-        return lines
-    # (source, index) per output line, recognizer lines in their reading order and added
-    # contour lines before the first recognizer line whose box centre lies below theirs
-    order: list[tuple[str, int]] = [("lines", j) for j in range(len(lines.line_boxes))]
-    for i in sorted(add, key=lambda i: _centre_y(contours.line_boxes[i])):
-        y = _centre_y(contours.line_boxes[i])
-        at = next((k for k, (src, j) in enumerate(order) if src == "lines"
-                   and _centre_y(lines.line_boxes[j]) > y), len(order))
-        order.insert(at, ("contours", i))
+        return main
+    # (source, index) per output line, base lines in their reading order and added
+    # contour lines before the first base line whose box centre lies below theirs
+    order: list[tuple[str, int]] = [("main", j) for j in range(len(main.line_boxes))]
+    for i in sorted(add, key=lambda i: _centre_y(other.line_boxes[i])):
+        y = _centre_y(other.line_boxes[i])
+        at = next((k for k, (src, j) in enumerate(order) if src == "main"
+                   and _centre_y(main.line_boxes[j]) > y), len(order))
+        order.insert(at, ("other", i))
     out_lines: list[str] = []
     letters: list[Letter] = []
     boxes: list[tuple[int, int, int, int]] = []
     words: list[list[tuple[int, int, int, int]]] = []
     sources: list[str] = []
     for src, j in order:
-        if src == "lines" and j in take:
-            rec, index = contours, take[j]
+        if src == "main" and j in take:
+            rec, index = other, take[j]
         else:
-            rec, index = (lines, j) if src == "lines" else (contours, j)
+            rec, index = (main, j) if src == "main" else (other, j)
         n = len(out_lines)
         out_lines.append(rec.lines[index])
         letters += [Letter(c.char, c.confidence, c.box, n, c.word, c.alternatives)
                     for c in letters_of(rec, index)]
         boxes.append(rec.line_boxes[index])
         words.append(rec.word_boxes[index])
-        sources.append(rec.pipeline)
-    return Recognition("\n".join(out_lines), out_lines, letters, lines.width, lines.height,
-                       dict(lines.timings_ms),
+        sources.append(rec.line_pipeline(index))
+    return Recognition("\n".join(out_lines), out_lines, letters, main.width, main.height,
+                       dict(main.timings_ms),
                        "lines" if "lines" in sources else "contours", boxes, words, sources)
+
+
+def line_score(letters: list[Letter], text: str, lm: CharNgramLM, lm_weight: float) -> float:
+    """How plausible one line's reading is, comparable across the two pipelines: the mean
+    natural-log confidence of its letters (the recognizer's probability of its own best
+    class, floored at 1e-4; contour letters: the letter CNN's, line letters: the CRNN's)
+    plus ``lm_weight`` x the LM's natural-log probability per character of ``text``
+    (:meth:`CharNgramLM.line_log_prob`, end of line included).
+
+    Returns:
+        A float; higher is more plausible. A line without letters scores ln 1e-4 for them.
+    """
+    conf = [max(top_confidence(c), 1e-4) for c in letters] or [1e-4]
+    log_p, n = lm.line_log_prob(text)
+    return float(np.mean(np.log(conf))) + lm_weight * log_p / n
 
 
 def _centre_y(box: tuple[int, int, int, int]) -> float:

@@ -138,8 +138,8 @@ async def test_auto_reads_block_capitals_written_apart(client: httpx.AsyncClient
 async def test_auto_takes_the_contour_lines_where_the_line_recognizer_is_unsure(
         tmp_path: Path) -> None:
     """A line recognizer with random weights is unsure of every line, so ``auto`` answers
-    with the letter CNN's lines, each marked as read by contours (here by the page rule;
-    line by line in ``test_fusing_every_page_takes_the_sure_contour_lines``)."""
+    with the letter CNN's lines, each marked as read by contours (the page rule's base,
+    kept line by line: see the test below that reads a contour page both ways)."""
     root = tmp_path / "artifacts"
     with_random_crnn(root / "handwriting")
     async with running_app(_settings(root)) as c:
@@ -216,10 +216,10 @@ def test_stray_marks_are_not_read_as_lines() -> None:
     assert not linereader.plausible(reading("", 0.0))
 
 
-def test_fusing_every_page_takes_the_sure_contour_lines(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With AUTO_FUSE_EVERY_PAGE the page is read both ways and fused line by line: the
-    random line recognizer's lines give way to the contour lines the CNN is sure of."""
+def test_auto_reads_a_contour_page_both_ways_and_keeps_the_sure_contour_lines(
+        tmp_path: Path) -> None:
+    """``auto`` reads every page with both pipelines and fuses them line by line: on block
+    capitals the random line recognizer's lines score below the letter CNN's and give way."""
     from models.handwriting import predictor as hw
 
     root = tmp_path / "handwriting"
@@ -228,7 +228,7 @@ def test_fusing_every_page_takes_the_sure_contour_lines(
     data = encode(page(["HELLO", "WORLD"]))
     contours, _ = model.recognize(data, pipeline="contours")
     assert contours.text == "HELLO\nWORLD"
-    monkeypatch.setattr(hw, "AUTO_FUSE_EVERY_PAGE", True)
+    assert "read_lines" not in contours.timings_ms
     fused, _ = model.recognize(data, pipeline="auto")
     assert fused.text == "HELLO\nWORLD"
     assert [fused.line_pipeline(i) for i in range(len(fused.lines))] == ["contours"] * 2

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from models.handwriting.predictor import Letter, Recognition, fuse_lines
+import numpy as np
+import pytest
+
+from models.handwriting.charlm import CharNgramLM
+from models.handwriting.predictor import Letter, Recognition, fuse_lines, line_score
 
 Box = tuple[int, int, int, int]
 
@@ -93,3 +97,55 @@ def test_an_unpaired_line_needs_only_the_page_rules_bar() -> None:
     assert fuse_lines(contours, lines, line_mean=0.9) is lines
     assert fuse_lines(contours, reading("lines", []), add_mean=0.8).lines == ["YOU"]
     assert fuse_lines(contours, reading("lines", []), add_mean=0.9).lines == []
+
+
+@pytest.fixture(scope="module")
+def lm() -> CharNgramLM:
+    texts = ["there is a house", "where is the house", "here we are", "the other house"] * 5
+    return CharNgramLM.train(texts, order=4, min_count=1, alphabet="abcdefghijklmnopqrstuvwxyz")
+
+
+def test_on_a_contour_page_a_better_scored_recognizer_line_replaces_a_split_letter(
+        lm: CharNgramLM) -> None:
+    # the contour pipeline split the H of HOUSE into two I's; the recognizer read it whole
+    contours = reading("contours", [("THERE", TOP, [0.99] * 5),
+                                    ("IIOUSE", BOTTOM, [0.9, 0.9, 0.99, 0.99, 0.99, 0.99])])
+    lines = reading("lines", [("THERE", TOP, [0.97] * 5), ("HOUSE", BOTTOM, [0.95] * 5)])
+    fused = fuse_lines(contours, lines, base="contours", lm=lm)
+    assert fused.lines == ["THERE", "HOUSE"]
+    assert fused.line_pipelines == ["contours", "lines"]
+    assert fused.pipeline == "lines"
+    assert [c.line for c in fused.letters] == [0] * 5 + [1] * 5
+    # without the LM the contour reading stays whole, and a large margin keeps it too
+    assert fuse_lines(contours, lines, base="contours") is contours
+    assert fuse_lines(contours, lines, base="contours", lm=lm, margin=50.0) is contours
+
+
+def test_on_a_contour_page_unpaired_recognizer_lines_are_left_out(lm: CharNgramLM) -> None:
+    contours = reading("contours", [("HOUSE", TOP, [0.99] * 5)])
+    lines = reading("lines", [("HOUSE", TOP, [0.99] * 5), ("the", BOTTOM, [0.99] * 3)])
+    fused = fuse_lines(contours, lines, base="contours", lm=lm)
+    assert fused.lines == ["HOUSE"]
+
+
+def test_on_a_line_page_a_better_scored_contour_line_replaces_a_sure_recognizer_line(
+        lm: CharNgramLM) -> None:
+    # the recognizer is fairly sure of a misreading the LM finds implausible
+    contours = reading("contours", [("HERE WE ARE", TOP, [0.93] * 9)])
+    lines = reading("lines", [("HEQE WE AQE", TOP, [0.92] * 9)])
+    assert fuse_lines(contours, lines) is lines  # the confidence rule alone keeps it
+    fused = fuse_lines(contours, lines, lm=lm)
+    assert fused.lines == ["HERE WE ARE"] and fused.line_pipelines == ["contours"]
+
+
+def test_line_score_adds_the_lm_to_the_confidence(lm: CharNgramLM) -> None:
+    sure = reading("contours", [("HOUSE", TOP, [0.99] * 5)]).letters
+    unsure = reading("contours", [("HOUSE", TOP, [0.5] * 5)]).letters
+    assert line_score(sure, "HOUSE", lm, 0.5) > line_score(unsure, "HOUSE", lm, 0.5)
+    assert line_score(sure, "HOUSE", lm, 0.5) > line_score(sure, "XQZJK", lm, 0.5)
+    assert line_score(sure, "XQZJK", lm, 0.0) == pytest.approx(np.log(0.99))
+
+
+def test_an_unknown_base_is_refused() -> None:
+    with pytest.raises(ValueError, match="base"):
+        fuse_lines(reading("contours", []), reading("lines", []), base="tesseract")
