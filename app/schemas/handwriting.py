@@ -37,9 +37,9 @@ class TextLineBox(BaseModel):
                            description="[x, y, width, height] of the line, image pixels.")
     words: list[list[int]] = Field(description="[x, y, width, height] of each word.")
     pipeline: str = Field(default="", description="The pipeline that read this line: "
-                          "`lines` or `contours` (`pipeline=auto` can take a line from "
-                          "each: a line of letters written apart that the letter CNN is sure "
-                          "of and the line recognizer is not).")
+                          "`lines` or `contours`. `pipeline=auto` reads the page both ways "
+                          "and can take each line from either (the one whose letters' "
+                          "confidence and language-model score are clearly higher).")
 
 
 class RecognizeResponse(BaseModel):
@@ -69,9 +69,9 @@ class RecognizeResponse(BaseModel):
                         "space and punctuation).")
     pipeline: str = Field(description="Which pipeline read the image: `contours` (letters "
                           "segmented and classified one by one) or `lines` (each text line "
-                          "read whole by the CRNN). With `pipeline=auto` the service chooses; "
-                          "when it reads with `lines`, some lines can still come from "
-                          "`contours` (see `line_boxes[].pipeline`).")
+                          "read whole by the CRNN). With `pipeline=auto` the service reads "
+                          "both ways and combines them; this is `lines` when any line came "
+                          "from the line recognizer (see `line_boxes[].pipeline`).")
     line_boxes: list[TextLineBox] = Field(default_factory=list,
                                           description="Each line's text, box and word boxes.")
     annotated_png: str | None = Field(

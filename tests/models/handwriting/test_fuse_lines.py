@@ -12,13 +12,21 @@ Box = tuple[int, int, int, int]
 
 
 def reading(pipeline: str, lines: list[tuple[str, Box, list[float]]]) -> Recognition:
-    """A recognition of ``(text, line box, per-letter confidences)`` lines; the letters of
-    a line share its box (enough for the fusion, which looks at line boxes)."""
+    """A recognition of ``(text, line box, per-letter confidences)`` lines: each character
+    (spaces too) takes an equal slice of its line's box, and spaces separate words."""
     letters = []
     for i, (text, box, conf) in enumerate(lines):
-        chars = [c for c in text if c != " "]
-        assert len(chars) == len(conf)
-        letters += [Letter(c, p, box, i, 0, [(c, p)]) for c, p in zip(chars, conf, strict=True)]
+        assert len([c for c in text if c != " "]) == len(conf)
+        step = box[2] / max(1, len(text))
+        probs = iter(conf)
+        word = 0
+        for k, c in enumerate(text):
+            if c == " ":
+                word += 1
+                continue
+            p = next(probs)
+            letter_box = (round(box[0] + k * step), box[1], max(1, round(step)), box[3])
+            letters.append(Letter(c, p, letter_box, i, word, [(c, p)]))
     return Recognition("\n".join(t for t, _, _ in lines), [t for t, _, _ in lines], letters,
                        400, 300, {}, pipeline, [b for _, b, _ in lines],
                        [[b] for _, b, _ in lines])
