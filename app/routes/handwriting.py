@@ -80,7 +80,7 @@ async def _recognize(request: Request, model: HandwritingPredictor, settings: Se
     """``lines``: decode, find and read the lines in the threadpool. ``contours``/``auto``:
     decode and segment in the threadpool, then classify the letters, batched with those of
     concurrent requests (``MODELZOO_HANDWRITING_MAX_BATCH_SIZE`` images per pass); ``auto``
-    then reads the lines too when the letters do not look written apart."""
+    then reads the lines too and fuses the two readings line by line."""
     model.check_pipeline(pipeline)
     if pipeline == "lines":
         return await run_in_threadpool(model.recognize, data, settings.handwriting_max_pixels,
@@ -103,10 +103,11 @@ async def _recognize(request: Request, model: HandwritingPredictor, settings: Se
 PipelineQuery = Annotated[Literal["auto", "lines", "contours"], Query(
     description="`contours`: segment letters and classify each (best for letters written "
     "apart, e.g. block capitals); `lines`: read each text line whole with the CRNN line "
-    "recognizer (mixed case, joined writing, notebook pages); `auto`: contours when the "
-    "letter classifier is sure of every letter, else lines, with a line of letters the "
-    "classifier is sure of (and the line recognizer is not) taken from contours (the rules "
-    "are measured in `benchmarks/handwriting_pipeline_rule.py`).")]
+    "recognizer (mixed case, joined writing, notebook pages); `auto`: both, line by line: "
+    "the contour reading is the base when the letter classifier is sure of every letter, "
+    "else the line reading, and each line is taken from the other pipeline where its "
+    "letters' confidence and language-model score are clearly higher (the rules are "
+    "measured in `benchmarks/handwriting_pipeline_rule.py`).")]
 
 
 def _response(result: Recognition, model: HandwritingPredictor,
@@ -134,7 +135,8 @@ def _response(result: Recognition, model: HandwritingPredictor,
              "right, a space between words) and classifies each with the letter CNN; `lines` "
              "finds the text lines (ruled or plain paper, any part of a photo), deskews them "
              "and reads each whole with the CRNN + CTC line recognizer and a character "
-             "language model; `auto` (default) chooses per image. "
+             "language model; `auto` (default) reads both ways and keeps the better "
+             "reading of each line. "
              + UPLOAD_DOC + " An image without ink gives empty text. The letters of "
              "concurrent requests are classified together in one batch "
              "(`MODELZOO_HANDWRITING_MAX_BATCH_SIZE` images, `MODELZOO_HANDWRITING_MAX_WAIT_MS`)"

@@ -10,10 +10,11 @@ the CRNN + CTC line recognizer (:mod:`models.handwriting.linereader`): no letter
 segmentation, so joined, touching and lower-case writing work. Its artifact lives in the
 ``crnn/`` folder of the handwriting artifact.
 
-``auto`` reads with contours first and keeps that reading when the page looks like letters
-written apart (:func:`prefer_contours`), else reads with lines and then, line by line, keeps
-a contour line instead where the letter CNN is sure of its letters and the line recognizer
-is not sure of its line, or missed it (:func:`fuse_lines`).
+``auto`` reads with both and combines them line by line (:func:`fuse_lines`): the contour
+reading is the base when the page looks like letters written apart (:func:`prefer_contours`),
+else the line reading, and a line of the other reading replaces the base's where its
+confidence and character-LM score (:func:`line_score`) are clearly higher. The contour
+letters are decoded with the same LM (:mod:`models.handwriting.letterlm`).
 """
 
 from __future__ import annotations
