@@ -278,6 +278,11 @@ def train_handwriting(
         None),
     init_from: Annotated[Path | None, typer.Option(
         help="--arch crnn: start from this CRNN artifact's weights (fine-tuning).")] = None,
+    upper_share: Annotated[float, typer.Option(
+        help="--arch crnn: share of composed lines written all in capitals.")] = 0.12,
+    apart_share: Annotated[float, typer.Option(
+        help="--arch crnn: share of letter-crop lines with letters written well apart.")] = (
+        0.0),
     seed: int = 0,
     bf16: bool = False,
     device: str = "cpu",
@@ -304,7 +309,8 @@ def train_handwriting(
             seed=seed, bf16=bf16, workers=workers, threads=threads, device=device,
             resume=resume, max_steps=max_steps, command=_command_line(ctx),
             real_lines=real_lines, real_share=real_share,
-            exclude_labels=tuple(exclude_labels or ()), init_from=init_from)
+            exclude_labels=tuple(exclude_labels or ()), init_from=init_from,
+            upper_share=upper_share, apart_share=apart_share)
         _echo_summary(ccfg.out_dir, train_crnn(ccfg))
         return
     emnist = (emnist_images, emnist_labels, emnist_mapping)

@@ -112,9 +112,16 @@ def english_lines(data_dir: Path) -> list[str]:
 
 @dataclass
 class TextSampler:
-    """Random line texts from English sentences, in the recognizer's alphabet."""
+    """Random line texts from English sentences, in the recognizer's alphabet.
+
+    Attributes:
+        sentences: the English text to draw spans from.
+        upper_share: probability a span is written all in capitals (block capitals); the
+            next 0.28 are capitalised, the 0.1 after that title-cased, the rest as found.
+    """
 
     sentences: list[str]
+    upper_share: float = 0.12
 
     def sample(self, rng: np.random.Generator, max_chars: int = 48) -> str:
         """A span of 1-9 words; sometimes upper-cased or capitalised, with a number or
@@ -126,11 +133,11 @@ class TextSampler:
         text = " ".join(words)
         text = re.sub(r" ([.,!?;:'])", r"\1", text) if rng.random() < 0.8 else text
         r = rng.random()
-        if r < 0.12:
+        if r < self.upper_share:
             text = text.upper()
-        elif r < 0.4:
+        elif r < self.upper_share + 0.28:
             text = text[:1].upper() + text[1:]
-        elif r < 0.5:
+        elif r < self.upper_share + 0.38:
             text = " ".join(w.capitalize() for w in text.split())
         if rng.random() < 0.15:
             text += str(rng.choice(list(".,!?:;")))
@@ -286,28 +293,33 @@ def _set_pen(alpha: np.ndarray, target: float) -> np.ndarray:
     return out if (out > 0.3).any() else alpha
 
 
-def render_letters(text: str, bank: LetterBank,
-                   rng: np.random.Generator) -> tuple[np.ndarray, str]:
+def render_letters(text: str, bank: LetterBank, rng: np.random.Generator,
+                   apart_share: float = 0.0) -> tuple[np.ndarray, str]:
     """A line of real letter crops: float32 alpha (h, w) in [0, 1], ink 1, and the text
     drawn (characters with no crop and no drawn form are left out).
 
     Capital height 28-48 px; per-letter size and baseline jitter; gaps from overlapping to
-    wide; with probability 0.4 the letters of a word are joined by a drawn stroke.
+    wide; with probability 0.4 the letters of a word are joined by a drawn stroke; else,
+    with probability ``apart_share``, written well apart (gaps of 0.15-0.6 capital heights
+    inside a word, as block capitals often are; word gaps widened to match).
     """
     cap = float(rng.uniform(28, 48))
     style = bank.styles[int(rng.integers(len(bank.styles)))]
     pen = float(rng.uniform(0.06, 0.14)) * cap
     joined = rng.random() < 0.4
-    gap_lo, gap_hi = (-0.12, 0.1) if joined else (-0.1, 0.35)
+    apart = not joined and rng.random() < apart_share
+    gap_lo, gap_hi = (-0.12, 0.1) if joined else ((0.15, 0.6) if apart else (-0.1, 0.35))
+    word_gap = (1.0, 1.6) if apart else (0.5, 1.0)
     slope = float(rng.normal(0, 0.02))
-    canvas = np.zeros((int(cap * 2.2), int(cap * (len(text) * 1.3 + 2))), np.float32)
+    advance = 1.8 if apart else 1.3  # canvas width per character, in capital heights
+    canvas = np.zeros((int(cap * 2.2), int(cap * (len(text) * advance + 2))), np.float32)
     base = int(cap * 1.4)
     x = int(cap * 0.3)
     prev_end: tuple[int, int] | None = None
     drawn: list[str] = []
     for ch in text:
         if ch == " ":
-            x += int(cap * rng.uniform(0.5, 1.0))
+            x += int(cap * rng.uniform(*word_gap))
             prev_end = None
             drawn.append(ch)
             continue
@@ -517,6 +529,10 @@ class LineSynthesizer:
             (:class:`models.handwriting.reallines.RealLineBank`), or None.
         real_share: probability a line is a real image (then geometry, photograph and crop
             as for composed lines) when ``real`` is given.
+        upper_share: probability a composed line's text is all capitals
+            (:class:`TextSampler`).
+        apart_share: probability a line of letter crops is written with its letters well
+            apart (:func:`render_letters`).
 
     Raises:
         ValueError: neither letters nor fonts; ``real_share`` outside [0, 1].
@@ -524,13 +540,15 @@ class LineSynthesizer:
 
     def __init__(self, sentences: list[str], bank: LetterBank | None, fonts: FontBank | None,
                  height: int = 32, font_share: float = 0.5, real: RealLineBank | None = None,
-                 real_share: float = 0.0) -> None:
+                 real_share: float = 0.0, upper_share: float = 0.12,
+                 apart_share: float = 0.0) -> None:
         if bank is None and (fonts is None or not fonts.paths):
             raise ValueError("no glyph source: give letter archives and/or handwriting fonts")
         if not 0.0 <= real_share <= 1.0:
             raise ValueError(f"real_share must be in [0, 1], got {real_share}")
         self.real, self.real_share = real, (real_share if real is not None else 0.0)
-        self.text = TextSampler(sentences)
+        self.text = TextSampler(sentences, upper_share)
+        self.apart_share = apart_share
         self.bank, self.fonts, self.height = bank, fonts, height
         self.font_share = font_share if bank is not None and fonts and fonts.paths else (
             1.0 if bank is None else 0.0)
@@ -550,7 +568,7 @@ class LineSynthesizer:
             alpha, text = render_font(text, self.fonts, rng)
         else:
             assert self.bank is not None
-            alpha, text = render_letters(text, self.bank, rng)
+            alpha, text = render_letters(text, self.bank, rng, self.apart_share)
         alpha = _geometry(alpha, rng)
         alpha = _trim(alpha)
         photo = _photograph(alpha, rng)

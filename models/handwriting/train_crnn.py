@@ -66,6 +66,10 @@ class CRNNTrainConfig:
     use_fonts: bool = True
     use_letters: bool = True
     font_share: float = 0.5
+    #: share of composed line texts in all capitals (LineSynthesizer.upper_share)
+    upper_share: float = 0.12
+    #: share of letter-crop lines with their letters written well apart
+    apart_share: float = 0.0
     steps: int = 12000
     batch_size: int = 32
     lr: float = 1.5e-3
@@ -158,7 +162,9 @@ class _LineStream(IterableDataset):
 
 def build_synthesizer(cfg: CRNNTrainConfig, split: int, text_file: str) -> LineSynthesizer:
     """The line synthesizer for one split: letters of archive ``split``, English text from
-    PTB ``text_file`` ("train": PTB + Multi30k train; "valid": PTB valid only).
+    PTB ``text_file`` ("train": PTB + Multi30k train; "valid": PTB valid only). The
+    validation lines keep the default mix (``upper_share`` 0.12, no letters written apart),
+    so runs with other shares are scored on the same kind of lines.
 
     Raises:
         FileNotFoundError: no text, or no glyph source.
@@ -175,9 +181,12 @@ def build_synthesizer(cfg: CRNNTrainConfig, split: int, text_file: str) -> LineS
         log.warning("no handwriting fonts under %s (apt-get install fonts-dkg-handwriting "
                     "fonts-dancingscript ...); training on letter crops only", cfg.fonts_dir)
         fonts = None
-    real = (real_bank(cfg, "train") if cfg.real_lines is not None and split == 0 else None)
+    train = split == 0
+    real = real_bank(cfg, "train") if cfg.real_lines is not None and train else None
     return LineSynthesizer(sentences, bank, fonts, height=32, font_share=cfg.font_share,
-                           real=real, real_share=cfg.real_share)
+                           real=real, real_share=cfg.real_share,
+                           upper_share=cfg.upper_share if train else 0.12,
+                           apart_share=cfg.apart_share if train else 0.0)
 
 
 def real_bank(cfg: CRNNTrainConfig, split: str) -> RealLineBank:

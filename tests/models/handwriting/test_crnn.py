@@ -13,7 +13,14 @@ import torch
 
 from models.handwriting.crnn import CRNN
 from models.handwriting.linereader import LineReader
-from models.handwriting.linesynth import ALPHABET, LetterBank, LineSynthesizer, crop_to_height
+from models.handwriting.linesynth import (
+    ALPHABET,
+    LetterBank,
+    LineSynthesizer,
+    TextSampler,
+    crop_to_height,
+    render_letters,
+)
 from models.handwriting.predictor import HandwritingPredictor
 from models.handwriting.train_crnn import (
     CRNNTrainConfig,
@@ -70,6 +77,38 @@ def test_composed_lines_are_32_px_ink_maps_with_their_text() -> None:
         assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
         assert text and set(text) <= set(ALPHABET)
         assert float(image.max()) > 0.5  # ink was drawn
+
+
+def test_upper_share_sets_how_often_a_line_is_all_capitals() -> None:
+    sentences = ["the quick brown fox jumps over the lazy dog again and again"]
+    rng = np.random.default_rng(0)
+
+    def capitals(share: float) -> float:
+        sampler = TextSampler(sentences, upper_share=share)
+        texts = [sampler.sample(rng) for _ in range(400)]
+        return float(np.mean([t == t.upper() and any(c.isalpha() for c in t) for t in texts]))
+
+    assert capitals(1.0) == 1.0
+    assert capitals(0.0) == 0.0
+    assert 0.05 < capitals(0.12) < 0.2
+
+
+def test_letters_written_apart_make_longer_lines_with_the_same_text() -> None:
+    root = require_data("handwriting", "chars74k-hnd.npz").parent
+    bank = LetterBank.load(root, sources=("chars74k-hnd",))
+
+    def ink_width(apart_share: float) -> float:
+        rng = np.random.default_rng(3)
+        widths = []
+        for _ in range(12):
+            alpha, text = render_letters("HELLO WORLD", bank, rng, apart_share=apart_share)
+            assert text == "HELLO WORLD"
+            cols = np.flatnonzero((alpha > 0.3).any(axis=0))
+            cap = np.flatnonzero((alpha > 0.3).any(axis=1))
+            widths.append((cols[-1] - cols[0]) / (cap[-1] - cap[0]))  # in line heights
+        return float(np.mean(widths))
+
+    assert ink_width(1.0) > 1.1 * ink_width(0.0)  # joined lines (40 %) are never apart
 
 
 @pytest.mark.slow
