@@ -30,6 +30,7 @@ import gzip
 import json
 import logging
 import math
+import random
 import re
 import string
 from collections.abc import Iterable, Sequence
@@ -443,16 +444,35 @@ def _unplanes(planes: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------- corpora
 
-def ptb_lines(path: Path) -> list[str]:
-    """Penn Treebank (Mikolov) lines with ``<unk>`` tokens dropped and the number token
-    ``N`` written as ``1``."""
+def ptb_lines(path: Path, number_seed: int | None = 0) -> list[str]:
+    """Penn Treebank (Mikolov) lines with ``<unk>`` tokens dropped and each number token
+    ``N`` written as a number.
+
+    Mikolov's PTB replaces every number with ``N``; written as one fixed digit, the LM
+    learns that the other digits hardly occur and pulls the recognizer's digits towards
+    letters. So each ``N`` becomes a random number (:func:`random_number`) drawn from
+    ``random.Random(number_seed)`` (repeatable), or ``1`` with ``number_seed=None`` (the
+    LMs served before 2026-12-07).
+    """
+    rng = random.Random(number_seed) if number_seed is not None else None
     out = []
     with path.open(encoding="utf-8") as f:
         for line in f:
-            words = ["1" if w == "N" else w for w in line.split() if w != "<unk>"]
+            words = [(random_number(rng) if rng is not None else "1") if w == "N" else w
+                     for w in line.split() if w != "<unk>"]
             if words:
                 out.append(" ".join(words))
     return out
+
+
+def random_number(rng: random.Random) -> str:
+    """A number as people write them: 1 to 4 digits (each length equally likely, no
+    leading zero), a tenth of them with one or two decimals, e.g. ``7``, ``1984``, ``3.25``."""
+    digits = rng.randint(1, 4)
+    text = str(rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10 ** digits - 1))
+    if rng.random() < 0.1:
+        text += "." + "".join(str(rng.randint(0, 9)) for _ in range(rng.randint(1, 2)))
+    return text
 
 
 def english_corpus(data_dir: Path) -> list[str]:

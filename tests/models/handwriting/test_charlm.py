@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import math
 import random
+import re
 import string
 from pathlib import Path
 
@@ -169,8 +170,22 @@ def test_english_corpus_reads_only_the_training_files(tmp_path: Path) -> None:
     (tmp_path / "multi30k").mkdir()
     with gzip.open(tmp_path / "multi30k" / "train.en.gz", "wt") as f:
         f.write("Two dogs play.\nA man sings.\n")
-    assert english_corpus(tmp_path) == [
-        "the rose 1 %", "mr. smith said", "Two dogs play.", "A man sings."]
+    corpus = english_corpus(tmp_path)
+    assert corpus[1:] == ["mr. smith said", "Two dogs play.", "A man sings."]
+    assert re.fullmatch(r"the rose \d+(\.\d{1,2})? %", corpus[0])  # N became a number
+
+
+def test_ptb_numbers_are_varied_repeatable_digits(tmp_path: Path) -> None:
+    path = tmp_path / "ptb.txt"
+    path.write_text(" rose N % to N from N \n" * 200)
+    lines = ptb_lines(path)
+    assert lines == ptb_lines(path)  # seeded
+    numbers = [w for line in lines for w in line.split() if w[0].isdigit()]
+    assert len(numbers) == 600
+    assert all(re.fullmatch(r"(0|[1-9]\d{0,3})(\.\d{1,2})?", n) for n in numbers)
+    assert set("".join(numbers)) >= set("0123456789.")  # every digit occurs, some decimals
+    assert {len(n.split(".")[0]) for n in numbers} == {1, 2, 3, 4}
+    assert ptb_lines(path, number_seed=None)[0] == "rose 1 % to 1 from 1"
 
 
 def test_real_english_text_scores_well_and_shuffled_text_badly() -> None:
