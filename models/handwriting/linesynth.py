@@ -535,17 +535,19 @@ class LineSynthesizer:
             apart (:func:`render_letters`).
 
     Raises:
-        ValueError: neither letters nor fonts; ``real_share`` outside [0, 1].
+        ValueError: neither letters nor fonts; a share outside [0, 1].
     """
 
     def __init__(self, sentences: list[str], bank: LetterBank | None, fonts: FontBank | None,
                  height: int = 32, font_share: float = 0.5, real: RealLineBank | None = None,
                  real_share: float = 0.0, upper_share: float = 0.12,
                  apart_share: float = 0.0) -> None:
+        for name, share in (("real_share", real_share), ("upper_share", upper_share),
+                            ("apart_share", apart_share)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {share}")
         if bank is None and (fonts is None or not fonts.paths):
             raise ValueError("no glyph source: give letter archives and/or handwriting fonts")
-        if not 0.0 <= real_share <= 1.0:
-            raise ValueError(f"real_share must be in [0, 1], got {real_share}")
         self.real, self.real_share = real, (real_share if real is not None else 0.0)
         self.text = TextSampler(sentences, upper_share)
         self.apart_share = apart_share

@@ -93,6 +93,12 @@ def test_upper_share_sets_how_often_a_line_is_all_capitals() -> None:
     assert 0.05 < capitals(0.12) < 0.2
 
 
+@pytest.mark.parametrize("share", ["real_share", "upper_share", "apart_share"])
+def test_shares_outside_zero_to_one_are_refused(share: str) -> None:
+    with pytest.raises(ValueError, match=share):
+        LineSynthesizer(["a line"], None, None, **{share: 1.5})
+
+
 def test_letters_written_apart_make_longer_lines_with_the_same_text() -> None:
     root = require_data("handwriting", "chars74k-hnd.npz").parent
     bank = LetterBank.load(root, sources=("chars74k-hnd",))
