@@ -110,6 +110,10 @@ def english_lines(data_dir: Path) -> list[str]:
     return out
 
 
+#: share of composed line texts written all in capitals, unless a run asks otherwise
+DEFAULT_UPPER_SHARE = 0.12
+
+
 @dataclass
 class TextSampler:
     """Random line texts from English sentences, in the recognizer's alphabet.
@@ -121,7 +125,7 @@ class TextSampler:
     """
 
     sentences: list[str]
-    upper_share: float = 0.12
+    upper_share: float = DEFAULT_UPPER_SHARE
 
     def sample(self, rng: np.random.Generator, max_chars: int = 48) -> str:
         """A span of 1-9 words; sometimes upper-cased or capitalised, with a number or
@@ -540,7 +544,7 @@ class LineSynthesizer:
 
     def __init__(self, sentences: list[str], bank: LetterBank | None, fonts: FontBank | None,
                  height: int = 32, font_share: float = 0.5, real: RealLineBank | None = None,
-                 real_share: float = 0.0, upper_share: float = 0.12,
+                 real_share: float = 0.0, upper_share: float = DEFAULT_UPPER_SHARE,
                  apart_share: float = 0.0) -> None:
         for name, share in (("real_share", real_share), ("upper_share", upper_share),
                             ("apart_share", apart_share)):

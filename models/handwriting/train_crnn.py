@@ -40,6 +40,7 @@ from models.handwriting.crnn import CRNN
 from models.handwriting.linereader import LM_FILE
 from models.handwriting.linesynth import (
     ALPHABET,
+    DEFAULT_UPPER_SHARE,
     FontBank,
     LetterBank,
     LineSynthesizer,
@@ -67,7 +68,7 @@ class CRNNTrainConfig:
     use_letters: bool = True
     font_share: float = 0.5
     #: share of composed line texts in all capitals (LineSynthesizer.upper_share)
-    upper_share: float = 0.12
+    upper_share: float = DEFAULT_UPPER_SHARE
     #: share of letter-crop lines with their letters written well apart
     apart_share: float = 0.0
     steps: int = 12000
@@ -163,7 +164,7 @@ class _LineStream(IterableDataset):
 def build_synthesizer(cfg: CRNNTrainConfig, split: int, text_file: str) -> LineSynthesizer:
     """The line synthesizer for one split: letters of archive ``split``, English text from
     PTB ``text_file`` ("train": PTB + Multi30k train; "valid": PTB valid only). The
-    validation lines keep the default mix (``upper_share`` 0.12, no letters written apart),
+    validation lines keep the default mix (``DEFAULT_UPPER_SHARE``, no letters written apart),
     so runs with other shares are scored on the same kind of lines.
 
     Raises:
@@ -185,7 +186,7 @@ def build_synthesizer(cfg: CRNNTrainConfig, split: int, text_file: str) -> LineS
     real = real_bank(cfg, "train") if cfg.real_lines is not None and train else None
     return LineSynthesizer(sentences, bank, fonts, height=32, font_share=cfg.font_share,
                            real=real, real_share=cfg.real_share,
-                           upper_share=cfg.upper_share if train else 0.12,
+                           upper_share=cfg.upper_share if train else DEFAULT_UPPER_SHARE,
                            apart_share=cfg.apart_share if train else 0.0)
 
 
