@@ -283,6 +283,9 @@ def train_handwriting(
     apart_share: Annotated[float, typer.Option(
         help="--arch crnn: share of letter-crop lines with letters written well apart.")] = (
         0.0),
+    number_share: Annotated[float, typer.Option(
+        help="--arch crnn: share of composed lines given written numbers (addresses, dates, "
+        "phone numbers, codes).")] = 0.0,
     seed: int = 0,
     bf16: bool = False,
     device: str = "cpu",
@@ -310,7 +313,7 @@ def train_handwriting(
             resume=resume, max_steps=max_steps, command=_command_line(ctx),
             real_lines=real_lines, real_share=real_share,
             exclude_labels=tuple(exclude_labels or ()), init_from=init_from,
-            upper_share=upper_share, apart_share=apart_share)
+            upper_share=upper_share, apart_share=apart_share, number_share=number_share)
         _echo_summary(ccfg.out_dir, train_crnn(ccfg))
         return
     emnist = (emnist_images, emnist_labels, emnist_mapping)

@@ -113,6 +113,10 @@ def english_lines(data_dir: Path) -> list[str]:
 #: share of composed line texts written all in capitals, unless a run asks otherwise
 DEFAULT_UPPER_SHARE = 0.12
 
+#: share of composed line texts given extra numbers (addresses, dates, codes), unless a run
+#: asks otherwise; PTB's own numbers come on top
+DEFAULT_NUMBER_SHARE = 0.0
+
 
 @dataclass
 class TextSampler:
@@ -122,10 +126,14 @@ class TextSampler:
         sentences: the English text to draw spans from.
         upper_share: probability a span is written all in capitals (block capitals); the
             next 0.28 are capitalised, the 0.1 after that title-cased, the rest as found.
+        number_share: probability a span gets one or two numbers as people write them on
+            notes and envelopes (:meth:`written_number`: house numbers, zip and phone
+            numbers, dates, times, codes), in place of a word or beside one.
     """
 
     sentences: list[str]
     upper_share: float = DEFAULT_UPPER_SHARE
+    number_share: float = DEFAULT_NUMBER_SHARE
 
     def sample(self, rng: np.random.Generator, max_chars: int = 48) -> str:
         """A span of 1-9 words; sometimes upper-cased or capitalised, with a number or
@@ -134,6 +142,11 @@ class TextSampler:
         n = int(rng.integers(1, 10))
         start = int(rng.integers(0, max(1, len(words) - n + 1)))
         words = [self._number(rng) if w == "N" else w for w in words[start:start + n]]
+        if self.number_share > 0 and rng.random() < self.number_share:  # no draw at 0
+            for _ in range(int(rng.integers(1, 3))):
+                k = int(rng.integers(0, len(words) + 1))
+                replace = k < len(words) and rng.random() < 0.5
+                words[k:k + int(replace)] = [self.written_number(rng)]
         text = " ".join(words)
         text = re.sub(r" ([.,!?;:'])", r"\1", text) if rng.random() < 0.8 else text
         r = rng.random()
@@ -155,6 +168,33 @@ class TextSampler:
     @staticmethod
     def _number(rng: np.random.Generator) -> str:
         return str(int(rng.integers(0, 10 ** int(rng.integers(1, 5)))))
+
+    @staticmethod
+    def written_number(rng: np.random.Generator) -> str:
+        """A number in one of the forms handwritten notes carry, with zeros as common as
+        any digit (so ``0`` and ``O`` are told apart by context, not by prior): 1-6 digits
+        (house and zip numbers, ``21250``), a date (``12/07/2026``, ``7-12-26``), a time
+        (``10:30``), a phone number (``555-0134``), a decimal (``3.50``) or a code of
+        capitals and digits (``MD 762``, ``B12``)."""
+        def digits(n: int) -> str:
+            return "".join(str(d) for d in rng.integers(0, 10, n))
+
+        form = int(rng.integers(0, 7))
+        if form <= 1:
+            return str(int(rng.integers(1, 10))) + digits(int(rng.integers(0, 6)))
+        if form == 2:
+            sep = "/" if rng.random() < 0.6 else "-"
+            year = str(int(rng.integers(1950, 2040)))
+            return sep.join([str(int(rng.integers(1, 32))), str(int(rng.integers(1, 13))),
+                             year if rng.random() < 0.6 else year[2:]])
+        if form == 3:
+            return f"{int(rng.integers(0, 24))}:{int(rng.integers(0, 60)):02d}"
+        if form == 4:
+            return f"{digits(3)}-{digits(4)}"
+        if form == 5:
+            return f"{int(rng.integers(0, 1000))}.{digits(int(rng.integers(1, 3)))}"
+        letters = "".join(chr(65 + int(c)) for c in rng.integers(0, 26, int(rng.integers(1, 4))))
+        return letters + ("" if rng.random() < 0.5 else " ") + digits(int(rng.integers(1, 5)))
 
 
 # --------------------------------------------------------------------- letter sources
@@ -537,6 +577,8 @@ class LineSynthesizer:
             (:class:`TextSampler`).
         apart_share: probability a line of letter crops is written with its letters well
             apart (:func:`render_letters`).
+        number_share: probability a composed line's text gets written numbers
+            (:class:`TextSampler`).
 
     Raises:
         ValueError: neither letters nor fonts; a share outside [0, 1].
@@ -545,15 +587,15 @@ class LineSynthesizer:
     def __init__(self, sentences: list[str], bank: LetterBank | None, fonts: FontBank | None,
                  height: int = 32, font_share: float = 0.5, real: RealLineBank | None = None,
                  real_share: float = 0.0, upper_share: float = DEFAULT_UPPER_SHARE,
-                 apart_share: float = 0.0) -> None:
+                 apart_share: float = 0.0, number_share: float = DEFAULT_NUMBER_SHARE) -> None:
         for name, share in (("real_share", real_share), ("upper_share", upper_share),
-                            ("apart_share", apart_share)):
+                            ("apart_share", apart_share), ("number_share", number_share)):
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {share}")
         if bank is None and (fonts is None or not fonts.paths):
             raise ValueError("no glyph source: give letter archives and/or handwriting fonts")
         self.real, self.real_share = real, (real_share if real is not None else 0.0)
-        self.text = TextSampler(sentences, upper_share)
+        self.text = TextSampler(sentences, upper_share, number_share)
         self.apart_share = apart_share
         self.bank, self.fonts, self.height = bank, fonts, height
         self.font_share = font_share if bank is not None and fonts and fonts.paths else (

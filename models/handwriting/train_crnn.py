@@ -40,6 +40,7 @@ from models.handwriting.crnn import CRNN
 from models.handwriting.linereader import LM_FILE
 from models.handwriting.linesynth import (
     ALPHABET,
+    DEFAULT_NUMBER_SHARE,
     DEFAULT_UPPER_SHARE,
     FontBank,
     LetterBank,
@@ -71,6 +72,8 @@ class CRNNTrainConfig:
     upper_share: float = DEFAULT_UPPER_SHARE
     #: share of letter-crop lines with their letters written well apart
     apart_share: float = 0.0
+    #: share of composed line texts given written numbers (TextSampler.number_share)
+    number_share: float = DEFAULT_NUMBER_SHARE
     steps: int = 12000
     batch_size: int = 32
     lr: float = 1.5e-3
@@ -187,7 +190,8 @@ def build_synthesizer(cfg: CRNNTrainConfig, split: int, text_file: str) -> LineS
     return LineSynthesizer(sentences, bank, fonts, height=32, font_share=cfg.font_share,
                            real=real, real_share=cfg.real_share,
                            upper_share=cfg.upper_share if train else DEFAULT_UPPER_SHARE,
-                           apart_share=cfg.apart_share if train else 0.0)
+                           apart_share=cfg.apart_share if train else 0.0,
+                           number_share=cfg.number_share if train else DEFAULT_NUMBER_SHARE)
 
 
 def real_bank(cfg: CRNNTrainConfig, split: str) -> RealLineBank:

@@ -93,7 +93,29 @@ def test_upper_share_sets_how_often_a_line_is_all_capitals() -> None:
     assert 0.05 < capitals(0.12) < 0.2
 
 
-@pytest.mark.parametrize("share", ["real_share", "upper_share", "apart_share"])
+def test_number_share_sets_how_often_a_line_gets_written_numbers() -> None:
+    sentences = ["the quick brown fox jumps over the lazy dog again and again"]
+
+    def texts(share: float) -> list[str]:
+        rng = np.random.default_rng(0)
+        sampler = TextSampler(sentences, number_share=share)
+        return [sampler.sample(rng) for _ in range(300)]
+
+    assert all(any(c.isdigit() for c in t) for t in texts(1.0))
+    assert not any(any(c.isdigit() for c in t) for t in texts(0.0))
+    assert 0.1 < np.mean([any(c.isdigit() for c in t) for t in texts(0.25)]) < 0.4
+    assert all(set(t) <= set(ALPHABET) for t in texts(1.0))
+
+
+def test_written_numbers_zeros_are_as_common_as_other_digits() -> None:
+    rng = np.random.default_rng(0)
+    digits = "".join(c for _ in range(3000) for c in TextSampler.written_number(rng)
+                     if c.isdigit())
+    share = digits.count("0") / len(digits)
+    assert 0.07 < share < 0.2, share
+
+
+@pytest.mark.parametrize("share", ["real_share", "upper_share", "apart_share", "number_share"])
 def test_shares_outside_zero_to_one_are_refused(share: str) -> None:
     with pytest.raises(ValueError, match=share):
         LineSynthesizer(["a line"], None, None, **{share: 1.5})
