@@ -22,7 +22,7 @@ from models.common.artifacts import ArtifactError, load_artifact
 from models.handwriting.charlm import CharNgramLM
 from models.handwriting.crnn import CRNN
 from models.handwriting.ctc import beam_search, greedy_decode
-from models.handwriting.lines import TextLine, find_lines, line_crop, to_original
+from models.handwriting.lines import MIN_STROKE, TextLine, find_lines, line_crop, to_original
 from models.handwriting.preprocess import InkMap
 
 log = logging.getLogger(__name__)
@@ -69,12 +69,15 @@ class LineReader:
         lm: the character language model, or None (beam search without it).
         beam_size: 1 = greedy best path; otherwise prefix beam search width.
         lm_weight, insertion_bonus: shallow-fusion weights (alpha, beta).
+        min_stroke: thinner strokes are thickened before reading (pixels at the CRNN's
+            height; :func:`models.handwriting.lines.line_crop`); 0 turns that off.
     """
 
     def __init__(self, model: CRNN, config: dict[str, Any], card: dict[str, Any],
                  lm: CharNgramLM | None, beam_size: int = 8, lm_weight: float = 0.5,
-                 insertion_bonus: float = 1.0) -> None:
+                 insertion_bonus: float = 1.0, min_stroke: float = MIN_STROKE) -> None:
         self.model, self.card, self.lm = model.eval(), card, lm
+        self.min_stroke = min_stroke
         self.alphabet: str = config["alphabet"]
         decode = config.get("decode", {})  # the artifact's settings win over the defaults
         self.beam_size = int(decode.get("beam_size", beam_size))
@@ -141,7 +144,7 @@ class LineReader:
         """Find the lines of a page and read each one (boxes in original-image pixels);
         readings that look like stray marks (:func:`plausible`) are left out."""
         lines = find_lines(ink)
-        crops = [line_crop(ink, line) for line in lines]
+        crops = [line_crop(ink, line, min_stroke=self.min_stroke) for line in lines]
         readings = []
         for line, crop, lp in zip(lines, crops, self.log_probs(crops), strict=True):
             text, frames = self.decode(lp)

@@ -197,6 +197,14 @@ class LineParams:
 
 #: Why ``find_lines`` dropped a component (index into this tuple; 0: kept). "blob" also
 #: covers strokes much wider than the text's and patches hugging a tall or solid blob.
+#: :func:`line_crop` thickens a line's strokes (dilates its ink before resizing) when they
+#: would come out thinner than this many pixels at the recognizer's height: thin pens on
+#: big photos, which shrink to faint hairlines the CRNN never saw in training. 0: never.
+#: (Measured on the real dev images: the README's "Thin strokes" table.)
+MIN_STROKE = 1.0
+#: Ink above this counts as stroke when measuring stroke width (:func:`stroke_width`).
+STROKE_INK = 0.35
+
 DROP_REASONS = ("kept", "speck", "tall", "blob", "clutter", "rule", "faint")
 #: Dropped components whose ink ``line_crop`` zeroes (not text at all).
 MASKED = tuple(DROP_REASONS.index(r) for r in ("tall", "blob", "clutter", "rule"))
@@ -1090,7 +1098,23 @@ def _smear(c: _Components, seeds: np.ndarray, length: float) -> list[list[int]]:
 # --------------------------------------------------------------------------- crops
 
 
-def line_crop(ink: InkMap, line: TextLine, height: int = 32, pad: float = 0.15) -> np.ndarray:
+def stroke_width(ink: np.ndarray, threshold: float = STROKE_INK) -> float:
+    """Mean stroke width in pixels of the ink in ``ink`` (float32 (h, w), ink bright):
+    twice the ink area over its boundary (pixels that a 3x3 erosion removes), since a
+    stroke of width s and length L has area s·L and two edges of length L. A stroke one or
+    two pixels wide, which erodes away whole, measures 2. 0.0 without ink above
+    ``threshold``."""
+    mask = (ink > threshold).astype(np.uint8)
+    area = int(mask.sum())
+    if area == 0:
+        return 0.0
+    inner = int(cv2.erode(mask, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                          borderValue=0).sum())
+    return 2.0 * area / max(1, area - inner)
+
+
+def line_crop(ink: InkMap, line: TextLine, height: int = 32, pad: float = 0.15,
+              min_stroke: float = MIN_STROKE) -> np.ndarray:
     """One line of ``ink`` as float32 (height, W) in [0, 1], ink bright on black.
 
     The line is rotated level by ``line.angle_deg`` about its box centre; the crop spans the
@@ -1101,7 +1125,11 @@ def line_crop(ink: InkMap, line: TextLine, height: int = 32, pad: float = 0.15) 
     black). Ink of components that belong to other lines or were dropped as non-text
     (``line.owners``) is zeroed (grown by 2 px, except next to this line's own ink), so a
     neighbour reaching into the box does not show. Faint ink (below binarization, or
-    dropped as faint) stays.
+    dropped as faint) stays. Strokes that would be thinner than ``min_stroke`` pixels after
+    resizing (:func:`stroke_width` of the line's ink x the scale) are first dilated by the
+    difference (an elliptic kernel), so thin pens on large photos keep the stroke weight
+    of the training lines (stroke-width normalization, as in the normalization steps of
+    Marti & Bunke's HMM line recognizer, IJPRAI 2001; 0 turns it off).
 
     Raises:
         ValueError: ``height < 1`` or ``pad < 0``; the line comes from an ink map of another
@@ -1147,6 +1175,8 @@ def line_crop(ink: InkMap, line: TextLine, height: int = 32, pad: float = 0.15) 
     patch = image[ry0:ry1, rx0:rx1].astype(np.float32)
     if line.owners is not None and line.index > 0:
         patch = patch * _keep(line.owners[ry0:ry1, rx0:rx1], line.index)
+    if min_stroke > 0:
+        patch = _thicken(patch, line, (rx0, ry0), height / out_h, min_stroke)
     # destination (col, row) = (u - u0, v - v0); as a map from source (x - rx0, y - ry0)
     m = np.array([
         [cos, -sin, -u0 + (rx0 - cx) * cos - (ry0 - cy) * sin],
@@ -1163,6 +1193,26 @@ def line_crop(ink: InkMap, line: TextLine, height: int = 32, pad: float = 0.15) 
         canvas[:, left : left + new_w] = resized
         resized = canvas
     return np.clip(resized, 0.0, 1.0).astype(np.float32)
+
+
+def _thicken(patch: np.ndarray, line: TextLine, origin: tuple[int, int], scale: float,
+             min_stroke: float) -> np.ndarray:
+    """``patch`` (float32, the crop's source region at ``origin`` of the ink map) with its
+    strokes dilated when the line's own ink, measured by :func:`stroke_width`, would be
+    thinner than ``min_stroke`` after scaling by ``scale`` (output px per ink-map px)."""
+    own = patch
+    if line.owners is not None and line.index > 0:
+        h, w = patch.shape
+        x0, y0 = origin
+        own = patch * (line.owners[y0 : y0 + h, x0 : x0 + w] == line.index)
+    width = stroke_width(own)
+    if width == 0.0 or width * scale >= min_stroke:
+        return patch
+    grow = round(min_stroke / scale - width)
+    if grow < 1:
+        return patch
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow + 1, grow + 1))
+    return np.asarray(cv2.dilate(patch, kernel), np.float32)
 
 
 def _keep(owners: np.ndarray, index: int) -> np.ndarray:

@@ -9,7 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
-from models.handwriting.lines import LineParams, TextLine, find_lines, line_crop, to_original
+from models.handwriting.lines import (
+    LineParams,
+    TextLine,
+    find_lines,
+    line_crop,
+    stroke_width,
+    to_original,
+)
 from models.handwriting.preprocess import InkMap, decode_image, ink_map
 from models.handwriting.synth import LetterPool, compose, load_letter_pool
 from tests.conftest import require_data
@@ -307,6 +314,42 @@ def test_line_crop_is_float_in_unit_range_at_the_requested_height(height: int) -
         assert crop.min() >= 0.0 and crop.max() <= 1.0 and crop.max() > 0.5
         ratio = line.box[2] / line.box[3]  # a level line keeps roughly its aspect ratio
         assert crop.shape[1] / height == pytest.approx(ratio, rel=0.35)
+
+
+@pytest.mark.parametrize("width", [4, 7, 12])
+def test_stroke_width_measures_drawn_strokes(width: int) -> None:
+    ink = np.zeros((300, 400), np.float32)
+    for y in (60, 150, 240):
+        cv2.line(ink, (40, y), (360, y), 1.0, width)
+    cv2.circle(ink, (200, 150), 80, 1.0, width)
+    assert stroke_width(ink) == pytest.approx(width, rel=0.25)
+
+
+def test_stroke_width_of_hairlines_and_blank_ink() -> None:
+    ink = np.zeros((100, 100), np.float32)
+    assert stroke_width(ink) == 0.0
+    cv2.line(ink, (10, 50), (90, 50), 1.0, 1)
+    assert stroke_width(ink) == pytest.approx(2.0)
+    assert stroke_width(ink * 0.3) == 0.0  # below the ink threshold
+
+
+def test_line_crop_thickens_a_thin_pen_on_a_big_photo_only() -> None:
+    # one word in capitals 200 px tall written with a 2-px pen: at 32 px it would be a
+    # faint hairline; the same word in a 24-px pen is left as it is
+    for thickness, thickened in ((2, True), (24, False)):
+        page = render(["HOUSE"], [(60, 400)], font=SIMPLEX, scale=9.0, thickness=thickness,
+                      size=(600, 1600))
+        ink = ink_map(page.rgb)
+        (line,) = find_lines(ink)
+        plain = line_crop(ink, line, min_stroke=0.0)
+        normal = line_crop(ink, line)
+        assert normal.shape == plain.shape
+        if thickened:
+            assert np.percentile(plain, 99) < 0.5  # a hairline
+            assert np.percentile(normal, 99) > 0.75
+            assert (normal > 0.35).sum() > 2 * (plain > 0.35).sum()
+        else:
+            np.testing.assert_array_equal(normal, plain)
 
 
 def test_line_crop_of_a_short_word_is_padded_to_a_square() -> None:
