@@ -651,6 +651,9 @@ def train_matching(
     init_from: Annotated[Path | None, typer.Option(
         help="minilm-*: start from this trained minilm-* folder's adapters and head "
         "(further fine-tuning; same arch and LoRA settings).")] = None,
+    ema: Annotated[float, typer.Option(
+        help="Score dev with, and keep, an exponential moving average of the weights with "
+        "this decay per step (e.g. 0.999); 0: off. Not for minilm-*.")] = 0.0,
     verbose: bool = False,
 ) -> None:
     """Train one matching architecture on Quora or WikiQA; early stopping on dev."""
@@ -661,6 +664,10 @@ def train_matching(
     if init_from is not None and arch not in TRANSFORMER_ARCHS:
         raise typer.BadParameter(f"--init-from is for {', '.join(TRANSFORMER_ARCHS)}, not "
                                  f"{arch}")
+    if not 0.0 <= ema < 1.0:
+        raise typer.BadParameter(f"--ema must be in [0, 1), got {ema}")
+    if ema and arch in TRANSFORMER_ARCHS:
+        raise typer.BadParameter(f"--ema is not available for {arch}")
     if arch in TRANSFORMER_ARCHS:
         from models.matching.train_transformer import TransformerTrainConfig, train_transformer
 
@@ -687,7 +694,7 @@ def train_matching(
         out_root=out_root or artifacts_dir() / "matching", checkpoint_dir=checkpoint_dir,
         embeddings=embeddings, epochs=epochs, lr=lr, batch_size=batch_size, model=model,
         min_count=min_count, patience=patience, seed=seed, bf16=bf16, device=device,
-        resume=resume, max_steps=max_steps, command=_command_line(ctx))
+        resume=resume, max_steps=max_steps, ema=ema, command=_command_line(ctx))
     card = train(cfg)
     _echo_summary(cfg.out_root / cfg.name, card)
 

@@ -6,6 +6,9 @@ evaluation on the dev split after each epoch, the learning rate halved when the 
 stops improving and early stopping after ``patience`` such epochs (the best epoch's weights
 are kept). Quora pairs are symmetric, so each epoch swaps the two questions of a random
 half of the pairs (a cheap augmentation for the asymmetric ESIM / MV-LSTM inputs).
+With ``ema`` > 0, dev is scored (and the kept weights taken) from an exponential moving
+average of the weights, updated after every optimizer step (Polyak & Juditsky 1992; the
+``decay`` form of ``torch.optim.swa_utils.get_ema_multi_avg_fn``).
 Dev metric: accuracy at the dev-tuned threshold (Quora; the dev split is 50/50 while our
 training set is 37% duplicates), MAP over the filtered questions (WikiQA).
 """
@@ -90,6 +93,7 @@ class TrainConfig:
     device: str = "cpu"
     resume: bool = False
     max_steps: int | None = None
+    ema: float = 0.0
     command: str = ""
 
     @classmethod
@@ -256,6 +260,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.embeddings is not None:
         init_embeddings(model, cfg.embeddings, vocab)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    ema = weight_average(model, cfg.ema)
+    scored = ema.module if ema is not None else model  # what dev scores and training keeps
     key = main_metric(cfg.dataset)
     progress: dict[str, Any] = {"epoch": 0, "step": 0, "elapsed": 0.0, "history": [],
                                 "best": -1.0, "best_epoch": 0, "bad_epochs": 0}
@@ -265,6 +271,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         best_state, progress = state["best_model"], state["progress"]
         log.info("resumed after epoch %d", progress["epoch"])
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16
@@ -293,11 +301,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum, seen = loss_sum + loss.item() * len(chunk), seen + len(chunk)
             progress["step"] += 1
             if cfg.max_steps is not None and progress["step"] >= cfg.max_steps:
                 break
-        metrics = dev_metrics(cfg.dataset, predict(model, featurizer, dev_ex, device), dev_ex)
+        metrics = dev_metrics(cfg.dataset, predict(scored, featurizer, dev_ex, device), dev_ex)
         progress["epoch"] += 1
         progress["history"].append({"epoch": progress["epoch"],
                                     "train_loss": round(loss_sum / max(seen, 1), 4),
@@ -306,13 +316,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         log.info("%s epoch %d: %s", cfg.name, progress["epoch"], progress["history"][-1])
         if metrics[key] > progress["best"]:
             progress |= {"best": metrics[key], "best_epoch": progress["epoch"], "bad_epochs": 0}
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(scored.state_dict())
         else:
             progress["bad_epochs"] += 1
             for group in optimizer.param_groups:
                 group["lr"] *= 0.5
         save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "best_model": best_state,
+                               **({"ema": ema.state_dict()} if ema is not None else {}),
                                "progress": {**progress, "elapsed": progress["elapsed"]
                                             + time.perf_counter() - t0}})
         if cfg.max_steps is not None and progress["step"] >= cfg.max_steps:
@@ -322,6 +333,23 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     probs = predict(model, featurizer, dev_ex, device)
     final = dev_metrics(cfg.dataset, probs, dev_ex)
     return write_artifact(model, vocab, model_cfg, final, cfg, progress, wall)
+
+
+def weight_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``model``'s parameters and buffers,
+    ``avg <- decay * avg + (1 - decay) * w`` after each ``update_parameters(model)``
+    (``torch.optim.swa_utils``), or None for ``decay == 0``.
+
+    Raises:
+        ValueError: ``decay`` outside [0, 1).
+    """
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"ema decay must be in [0, 1), got {decay}")
+    if decay == 0.0:
+        return None
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay),
+        use_buffers=True)
 
 
 def write_artifact(model: nn.Module, vocab: Vocab, model_cfg: dict[str, Any],

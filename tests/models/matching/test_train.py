@@ -17,7 +17,13 @@ from models.matching.data import WIKIQA_HEADER
 from models.matching.evaluate import evaluate_file
 from models.matching.features import Vocab
 from models.matching.predictor import MatchingPredictor
-from models.matching.train import TrainConfig, init_embeddings, load_vectors, train
+from models.matching.train import (
+    TrainConfig,
+    init_embeddings,
+    load_vectors,
+    train,
+    weight_average,
+)
 
 QUESTIONS = ["how do i learn python", "what is the best way to learn python",
              "how can i lose weight", "what is the capital of france",
@@ -123,3 +129,49 @@ def test_pretrained_vectors_from_a_word2vec_artifact_folder(tmp_path: Path) -> N
     assert vectors[vocab.stoi["other"]].tolist() == [0.0, 0.0]
     with pytest.raises(ValueError, match="--embed-size 4"):
         load_vectors(tmp_path, vocab, 4)
+
+
+def test_weight_average_is_an_exponential_moving_average() -> None:
+    model = torch.nn.Linear(3, 1)
+    assert weight_average(model, 0.0) is None
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="decay"):
+            weight_average(model, bad)
+    ema = weight_average(model, 0.75)
+    assert ema is not None
+    start = model.weight.detach().clone()
+    ema.update_parameters(model)  # the first update copies the weights
+    torch.testing.assert_close(ema.module.weight, start)
+    with torch.no_grad():
+        model.weight += 4.0
+    ema.update_parameters(model)  # 0.75 x old + 0.25 x new
+    torch.testing.assert_close(ema.module.weight, start + 1.0)
+
+
+def test_training_with_ema_keeps_the_averaged_weights_and_resumes(tmp_path: Path) -> None:
+    data = _write_fixture(tmp_path / "data")
+    cfg = TrainConfig.from_arch("dssm", dataset="quora", data_dir=data,
+                                out_root=tmp_path / "out", checkpoint_dir=tmp_path / "ckpt",
+                                model={"hidden": 16, "out_dim": 8}, n_buckets=256, epochs=1,
+                                min_count=1, batch_size=8, ema=0.9)  # 5 steps an epoch
+    card = train(cfg)
+    assert card["training"]["ema"] == 0.9
+    state = torch.load(tmp_path / "ckpt" / "dssm-quora" / "last.pt", weights_only=False)
+    assert "ema" in state
+    averaged = {k.removeprefix("module."): v for k, v in state["ema"].items()
+                if k.startswith("module.")}
+    assert averaged.keys() == state["best_model"].keys()
+    for k, v in averaged.items():  # the kept weights are the average, not the last step's
+        torch.testing.assert_close(state["best_model"][k], v)
+    assert any(not torch.equal(state["model"][k], v) for k, v in averaged.items()
+               if v.is_floating_point())
+    # a resumed run picks the average up and trains one more epoch
+    cfg.epochs, cfg.resume = 2, True
+    assert len(train(cfg)["history"]) == 2
+
+
+def test_ema_is_refused_out_of_range_by_the_cli(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "matching", "--arch", "dssm", "--ema", "1.5",
+                                      "--data-dir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "--ema must be in [0, 1)" in result.output
