@@ -35,7 +35,7 @@ from models.common.device import hardware_summary, resolve_device
 from models.common.manifest import write_manifest
 from models.common.paths import artifacts_dir, data_dir
 from models.common.seeding import seed_everything
-from models.handwriting.charlm import CharNgramLM, english_corpus, ptb_lines
+from models.handwriting.charlm import LM_SOURCES, CharNgramLM, english_corpus, ptb_lines
 from models.handwriting.crnn import CRNN
 from models.handwriting.linereader import LM_FILE
 from models.handwriting.linesynth import (
@@ -55,6 +55,11 @@ from models.handwriting.reallines import RealLineBank
 log = logging.getLogger(__name__)
 
 CHAR_TO_CLASS = {c: i + 1 for i, c in enumerate(ALPHABET)}  # 0 = CTC blank
+
+
+#: how the card names each LM corpus
+LM_TEXT_NAMES = {"ptb": "PTB train", "multi30k": "Multi30k English train",
+                 "wikiqa": "WikiQA train questions and sentences"}
 
 
 @dataclass
@@ -91,6 +96,8 @@ class CRNNTrainConfig:
     val_lines: int = 300
     lm_order: int = 7
     lm_min_count: int = 3
+    #: corpora of the character LM (:func:`models.handwriting.charlm.english_corpus`)
+    lm_sources: tuple[str, ...] = LM_SOURCES
     beam_size: int = 8
     lm_weight: float = 0.5
     insertion_bonus: float = 1.0
@@ -358,7 +365,7 @@ def write_crnn_artifact(model: CRNN, cfg: CRNNTrainConfig, progress: dict[str, A
                 t.copy_(t.half().float())
     scores = validate(model, val, torch.device("cpu"))
     real_scores = validate(model, real_val, torch.device("cpu")) if real_val else {}
-    lm = CharNgramLM.train(english_corpus(cfg.data_dir), order=cfg.lm_order,
+    lm = CharNgramLM.train(english_corpus(cfg.data_dir, cfg.lm_sources), order=cfg.lm_order,
                            min_count=cfg.lm_min_count, alphabet=ALPHABET)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     lm.save(cfg.out_dir / LM_FILE)
@@ -385,7 +392,7 @@ def write_crnn_artifact(model: CRNN, cfg: CRNNTrainConfig, progress: dict[str, A
                        if real_scores else {})},
         "language_model": {"kind": "character n-gram, interpolated Kneser-Ney",
                            "order": cfg.lm_order, "min_count": cfg.lm_min_count,
-                           "text": "PTB train + Multi30k English train",
+                           "text": " + ".join(LM_TEXT_NAMES[k] for k in cfg.lm_sources),
                            "ptb_valid_perplexity_per_char": round(lm_ppl, 3),
                            "bytes": (cfg.out_dir / LM_FILE).stat().st_size},
         "history": progress["history"],

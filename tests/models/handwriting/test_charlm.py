@@ -15,8 +15,10 @@ import pytest
 from models.handwriting.charlm import (
     DEFAULT_ALPHABET,
     CharNgramLM,
+    detokenize,
     english_corpus,
     ptb_lines,
+    wikiqa_lines,
 )
 from tests.conftest import require_data
 
@@ -163,6 +165,18 @@ def test_bad_training_arguments_are_refused() -> None:
 # --------------------------------------------------------------------------- corpora
 
 
+def _wikiqa(path: Path) -> Path:
+    (path / "wikiqa").mkdir()
+    path = path / "wikiqa" / "WikiQA-train.tsv"
+    path.write_text(
+        "QuestionID\tQuestion\tDocumentID\tDocumentTitle\tSentenceID\tSentence\tLabel\n"
+        "Q1\thow are glacier caves formed?\tD1\tGlacier cave\tD1-0\t"
+        "A cave on Perito Moreno Glacier .\t0\n"
+        "Q1\thow are glacier caves formed?\tD1\tGlacier cave\tD1-1\t"
+        "The UMBC ( 1966 ) campus 's lawn , mostly .\t1\n", encoding="utf-8")
+    return path
+
+
 def test_english_corpus_reads_only_the_training_files(tmp_path: Path) -> None:
     (tmp_path / "ptb").mkdir()
     (tmp_path / "ptb" / "ptb.train.txt").write_text(
@@ -170,9 +184,30 @@ def test_english_corpus_reads_only_the_training_files(tmp_path: Path) -> None:
     (tmp_path / "multi30k").mkdir()
     with gzip.open(tmp_path / "multi30k" / "train.en.gz", "wt") as f:
         f.write("Two dogs play.\nA man sings.\n")
+    _wikiqa(tmp_path)
     corpus = english_corpus(tmp_path)
-    assert corpus[1:] == ["mr. smith said", "Two dogs play.", "A man sings."]
+    assert corpus[1:] == ["mr. smith said", "Two dogs play.", "A man sings.",
+                          "how are glacier caves formed?", "A cave on Perito Moreno Glacier.",
+                          "The UMBC (1966) campus's lawn, mostly."]
     assert re.fullmatch(r"the rose \d+(\.\d{1,2})? %", corpus[0])  # N became a number
+    assert english_corpus(tmp_path, ("multi30k",)) == ["Two dogs play.", "A man sings."]
+    with pytest.raises(ValueError, match="unknown LM corpora"):
+        english_corpus(tmp_path, ("ptb", "wikipedia"))
+    (tmp_path / "wikiqa" / "WikiQA-train.tsv").unlink()
+    with pytest.raises(FileNotFoundError):
+        english_corpus(tmp_path)
+
+
+def test_wikiqa_lines_are_detokenized_once_each(tmp_path: Path) -> None:
+    path = _wikiqa(tmp_path)
+    lines = wikiqa_lines(path)
+    assert lines.count("how are glacier caves formed?") == 1  # the question repeats per row
+    assert "The UMBC (1966) campus's lawn, mostly." in lines
+    assert detokenize("I do n't know , really !") == "I don't know, really!"
+    assert detokenize("a - b [ x ] 5 % .") == "a - b [x] 5%."
+    path.write_text("id\ttext\nq\thello\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="Question and Sentence"):
+        wikiqa_lines(path)
 
 
 def test_ptb_numbers_are_varied_repeatable_digits(tmp_path: Path) -> None:
@@ -205,7 +240,8 @@ def test_real_english_text_scores_well_and_shuffled_text_badly() -> None:
 def test_full_english_model_fits_the_size_budget(tmp_path: Path) -> None:
     require_data("ptb", "ptb.train.txt")
     require_data("multi30k", "train.en.gz")
+    require_data("wikiqa", "WikiQA-train.tsv")
     lm = CharNgramLM.train(english_corpus(require_data()), order=7, min_count=3,
                            alphabet=DEFAULT_ALPHABET)
     lm.save(tmp_path / "lm.npz")
-    assert (tmp_path / "lm.npz").stat().st_size <= 1_500_000
+    assert (tmp_path / "lm.npz").stat().st_size <= 2_000_000

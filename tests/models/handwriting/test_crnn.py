@@ -143,6 +143,7 @@ def test_letters_written_apart_make_longer_lines_with_the_same_text() -> None:
 def test_training_smoke_run_writes_an_artifact_the_service_reads(tmp_path: Path) -> None:
     data = require_data("handwriting").parent
     require_data("ptb", "ptb.train.txt")
+    require_data("wikiqa", "WikiQA-train.tsv")
     out = tmp_path / "handwriting"
     shutil.copytree(ARTIFACTS / "handwriting", out)
     shutil.rmtree(out / "crnn", ignore_errors=True)
@@ -174,6 +175,7 @@ def test_fine_tune_starts_from_an_artifact_and_scores_held_out_real_lines(tmp_pa
                                                                           ) -> None:
     data = require_data("handwriting").parent
     require_data("ptb", "ptb.train.txt")
+    require_data("wikiqa", "WikiQA-train.tsv")
     real = tmp_path / "real"
     real.mkdir()
     rows = ["path\ttext"]
