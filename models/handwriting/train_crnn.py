@@ -355,8 +355,9 @@ def write_crnn_artifact(model: CRNN, cfg: CRNNTrainConfig, progress: dict[str, A
                         wall_s: float, val: list[Any], device: torch.device,
                         real_val: list[Any] | None = None) -> dict[str, Any]:
     """Round weights to float16, score the validation lines with exactly those weights, train
-    the character LM (PTB train + Multi30k English train), write ``model.safetensors`` +
-    ``config.json`` (with the decoding settings) + ``card.json`` + ``charlm.npz`` into
+    the character LM (``cfg.lm_sources``: PTB train, Multi30k English train, WikiQA train),
+    write ``model.safetensors`` + ``config.json`` (with the decoding settings) +
+    ``card.json`` + ``charlm.npz`` into
     ``cfg.out_dir`` and refresh the manifest of the handwriting artifact folder above it."""
     model = model.cpu().eval()
     with torch.no_grad():
