@@ -56,15 +56,13 @@ class Reading:
     line_reading: hw.Recognition | None = None
 
     def fused(self, lm: CharNgramLM | None, lm_weight: float = hw.FUSE_LM_WEIGHT,
-              margin: float = hw.FUSE_SCORE_MARGIN,
-              word_margin: float | None = None) -> ErrorCounts:
+              margin: float = hw.FUSE_SCORE_MARGIN) -> ErrorCounts:
         """The counts of ``fuse_lines`` on this image's two readings, on the base the served
-        page rule picks (the line-score rule off without ``lm``; word fusion off with
-        ``word_margin`` None)."""
+        page rule picks (the line-score rule off without ``lm``)."""
         assert self.contour_reading is not None and self.line_reading is not None
         base = "contours" if hw.prefer_contours(self.contour_reading) else "lines"
         fused = hw.fuse_lines(self.contour_reading, self.line_reading, base=base, lm=lm,
-                              lm_weight=lm_weight, margin=margin, word_margin=word_margin)
+                              lm_weight=lm_weight, margin=margin)
         return error_counts(fused.text, self.reference)
 
 
@@ -130,27 +128,9 @@ def fusion_table(readings: list[Reading], lm: CharNgramLM) -> str:
     rows.append(_row(" confidence rule only", [r.fused(None) for r in readings], readings,
                      groups))
     for w, m in itertools.product(LM_WEIGHTS, MARGINS):
-        star = "*" if (w, m) == (hw.FUSE_LM_WEIGHT, hw.FUSE_SCORE_MARGIN) and \
-            hw.FUSE_WORD_MARGIN is None else " "
+        star = "*" if (w, m) == (hw.FUSE_LM_WEIGHT, hw.FUSE_SCORE_MARGIN) else " "
         rows.append(_row(f"{star}w {w:.2f}, m {m:.1f}", [r.fused(lm, w, m) for r in readings],
                          readings, groups))
-    return "\n".join(rows)
-
-
-WORD_MARGINS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0)
-
-
-def word_table(readings: list[Reading], lm: CharNgramLM) -> str:
-    """A-Z CER per group of ``auto`` with the served line fusion, then word-by-word fusion
-    (``predictor.fuse_words``) inside the kept paired lines, for a grid of word margins."""
-    groups = sorted({r.group for r in readings})
-    rows = ["word fusion inside kept paired lines (served line knobs; word margin m)"]
-    rows += _header(groups)
-    rows.append(_row(" no word fusion", [r.fused(lm) for r in readings], readings, groups))
-    for m in WORD_MARGINS:
-        star = "*" if m == hw.FUSE_WORD_MARGIN else " "
-        rows.append(_row(f"{star}words, m {m:.1f}", [r.fused(lm, word_margin=m)
-                                                     for r in readings], readings, groups))
     return "\n".join(rows)
 
 
@@ -198,8 +178,6 @@ def main() -> None:
     print()
     assert predictor.line_reader.lm is not None, "the line recognizer has no charlm.npz"
     print(fusion_table(readings, predictor.line_reader.lm))
-    print()
-    print(word_table(readings, predictor.line_reader.lm))
     print("\nper image: group, file, contour mean/min confidence, CER A-Z contours / lines")
     for r in readings:
         if not r.group.startswith("composed"):

@@ -70,11 +70,6 @@ FUSE_MIN_LETTERS = 2
 #: Two line boxes are the same line when their intersection covers at least this share of
 #: the smaller box.
 FUSE_OVERLAP = 0.5
-#: ``auto``, word by word inside a kept base line that pairs one to one with a line of the
-#: other reading (:func:`fuse_words`): the other reading's word replaces the base's when its
-#: word score (mean ln confidence + FUSE_LM_WEIGHT x the LM's ln P per character of the
-#: word in its line) beats the base word's by more than this; None: no word-level fusion.
-FUSE_WORD_MARGIN: float | None = None
 
 
 @dataclass
@@ -467,8 +462,7 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
                line_mean: float = FUSE_LINE_MEAN, line_min: float = FUSE_LINE_MIN,
                crnn_below: float = FUSE_CRNN_BELOW, min_letters: int = FUSE_MIN_LETTERS,
                add_mean: float = AUTO_MEAN_CONFIDENCE, add_min: float = AUTO_MIN_LETTER,
-               overlap: float = FUSE_OVERLAP,
-               word_margin: float | None = FUSE_WORD_MARGIN) -> Recognition:
+               overlap: float = FUSE_OVERLAP) -> Recognition:
     """One reading of a page from its contour and line readings, line by line: a system
     combination at the level of lines, by confidence and language-model score (in the
     spirit of ROVER, Fiscus 1997, with two systems and whole lines as the unit).
@@ -483,10 +477,8 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
     capitals, which the CRNN reads least well), and a contour line with no partner (a short
     line the recognizer dropped as a stray mark, or a page it read nothing on) is added, at
     its place top to bottom, when it has at least ``min_letters`` letters that pass the
-    page rule's bar (mean >= ``add_mean``, each >= ``add_min``). With ``lm`` and a
-    ``word_margin``, a base line that is kept and pairs one to one is then fused word by
-    word with its partner (:func:`fuse_words`). Everything else is the base reading as it
-    was (on the ``contours`` base, unpaired recognizer lines are left out).
+    page rule's bar (mean >= ``add_mean``, each >= ``add_min``). Everything else is the base
+    reading as it was (on the ``contours`` base, unpaired recognizer lines are left out).
 
     Args:
         contours: the ``contours`` reading of the page.
@@ -521,7 +513,6 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
                 for ob in other.line_boxes]
     claimed = [sum(j in p for p in partners) for j in range(len(main.line_boxes))]
     take: dict[int, int] = {}  # base line -> the other reading's line replacing it
-    pair: dict[int, int] = {}  # base line -> its one-to-one partner in the other reading
     add: list[int] = []
     for i, p in enumerate(partners):
         if not p:
@@ -532,7 +523,6 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
         if len(p) != 1 or claimed[p[0]] != 1:
             continue
         j = p[0]
-        pair[j] = i
         if lm is not None and score(other, i) > score(main, j) + margin:
             take[j] = i
         elif base == "lines" and sure(letters_of(contours, i), line_mean, line_min):
@@ -540,16 +530,7 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
             crnn = float(np.mean([c.confidence for c in theirs])) if theirs else 0.0
             if crnn < crnn_below:
                 take[j] = i
-    words: dict[int, tuple[str, list[Letter], list[tuple[int, int, int, int]]]] = {}
-    if lm is not None and word_margin is not None:
-        for j, i in pair.items():
-            if j not in take:
-                fused_line = fuse_words(letters_of(main, j), main.lines[j],
-                                        letters_of(other, i), lm, lm_weight, word_margin,
-                                        overlap)
-                if fused_line is not None:
-                    words[j] = fused_line
-    if not take and not add and not words:
+    if not take and not add:
         return main
     # (source, index) per output line, base lines in their reading order and added
     # contour lines before the first base line whose box centre lies below theirs
@@ -562,7 +543,7 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
     out_lines: list[str] = []
     letters: list[Letter] = []
     boxes: list[tuple[int, int, int, int]] = []
-    word_boxes: list[list[tuple[int, int, int, int]]] = []
+    words: list[list[tuple[int, int, int, int]]] = []
     sources: list[str] = []
     for src, j in order:
         if src == "main" and j in take:
@@ -570,111 +551,15 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
         else:
             rec, index = (main, j) if src == "main" else (other, j)
         n = len(out_lines)
-        if src == "main" and j in words:
-            text, mixed, mixed_boxes = words[j]
-            out_lines.append(text)
-            letters += [Letter(c.char, c.confidence, c.box, n, c.word, c.alternatives)
-                        for c in mixed]
-            word_boxes.append(mixed_boxes)
-        else:
-            out_lines.append(rec.lines[index])
-            letters += [Letter(c.char, c.confidence, c.box, n, c.word, c.alternatives)
-                        for c in letters_of(rec, index)]
-            word_boxes.append(rec.word_boxes[index])
+        out_lines.append(rec.lines[index])
+        letters += [Letter(c.char, c.confidence, c.box, n, c.word, c.alternatives)
+                    for c in letters_of(rec, index)]
         boxes.append(rec.line_boxes[index])
+        words.append(rec.word_boxes[index])
         sources.append(rec.line_pipeline(index))
     return Recognition("\n".join(out_lines), out_lines, letters, main.width, main.height,
                        dict(main.timings_ms),
-                       "lines" if "lines" in sources else "contours", boxes, word_boxes,
-                       sources)
-
-
-def _words(letters: list[Letter], text: str) -> list[list[Letter]] | None:
-    """The letters of one line grouped by word index, or None when the groups do not
-    spell ``text`` word for word (one space between words)."""
-    out = _group(letters)
-    if " ".join("".join(c.char for c in w) for w in out) != text:
-        return None
-    return out
-
-
-def word_score(letters: list[Letter], prefix: str, last: bool, lm: CharNgramLM,
-               lm_weight: float) -> float:
-    """How plausible one word's reading is in its line: the mean natural-log confidence of
-    its letters (as in :func:`line_score`) plus ``lm_weight`` x the LM's natural-log
-    probability per event of the word's characters after ``prefix`` (the line's text
-    before the word) and of what follows it (a space, or the end of line when ``last``)."""
-    conf = [max(top_confidence(c), 1e-4) for c in letters] or [1e-4]
-    context = prefix
-    log_p = 0.0
-    for c in letters:
-        log_p += lm.log_prob(context, c.char)
-        context += c.char
-    log_p += lm.end_log_prob(context) if last else lm.log_prob(context, " ")
-    return float(np.mean(np.log(conf))) + lm_weight * log_p / (len(letters) + 1)
-
-
-def fuse_words(base: list[Letter], base_text: str, other: list[Letter], lm: CharNgramLM,
-               lm_weight: float = FUSE_LM_WEIGHT, margin: float = 0.0,
-               overlap: float = FUSE_OVERLAP
-               ) -> tuple[str, list[Letter], list[tuple[int, int, int, int]]] | None:
-    """One line read by two pipelines, combined word by word: ROVER (Fiscus 1997) with
-    words as the unit, the two readings aligned by where their words lie on the image.
-
-    Words are the letters of each line grouped by word index; a word's box is the union of
-    its letters' boxes. A base word and an other word pair when their boxes overlap
-    (intersection >= ``overlap`` of the smaller box) one to one, and the other word replaces
-    the base word when its :func:`word_score` (in the base line's context) is more than
-    ``margin`` above the base word's.
-
-    Args:
-        base: the letters of the base reading's line (``Letter.word`` numbers its words).
-        base_text: that line's text; words joined by one space.
-        other: the letters of the partner line in the other reading.
-
-    Returns:
-        ``(text, letters, word boxes)`` of the fused line (letters' ``word`` renumbered
-        0..), or None when nothing is replaced or the base letters do not spell
-        ``base_text`` word for word.
-    """
-    mine = _words(base, base_text)
-    theirs = _group(other)
-    if not mine or not theirs:
-        return None
-    mine_boxes = [_union([c.box for c in w]) for w in mine]
-    their_boxes = [_union([c.box for c in w]) for w in theirs]
-    partners = [[k for k, tb in enumerate(their_boxes) if _overlap(mb, tb) >= overlap]
-                for mb in mine_boxes]
-    claimed = [sum(k in p for p in partners) for k in range(len(theirs))]
-    out: list[list[Letter]] = []
-    replaced = False
-    prefix = ""
-    for n, (w, p) in enumerate(zip(mine, partners, strict=True)):
-        last = n == len(mine) - 1
-        chosen = w
-        if len(p) == 1 and claimed[p[0]] == 1:
-            cand = theirs[p[0]]
-            text_w = "".join(c.char for c in w)
-            text_c = "".join(c.char for c in cand)
-            if text_c != text_w and word_score(cand, prefix, last, lm, lm_weight) > \
-                    word_score(w, prefix, last, lm, lm_weight) + margin:
-                chosen, replaced = cand, True
-        out.append(chosen)
-        prefix += "".join(c.char for c in w) + " "
-    if not replaced:
-        return None
-    letters = [Letter(c.char, c.confidence, c.box, c.line, k, c.alternatives)
-               for k, w in enumerate(out) for c in w]
-    text = " ".join("".join(c.char for c in w) for w in out)
-    return text, letters, [_union([c.box for c in w]) for w in out]
-
-
-def _group(letters: list[Letter]) -> list[list[Letter]]:
-    """Letters grouped by word index, in index order."""
-    groups: dict[int, list[Letter]] = {}
-    for c in letters:
-        groups.setdefault(c.word, []).append(c)
-    return [groups[k] for k in sorted(groups)]
+                       "lines" if "lines" in sources else "contours", boxes, words, sources)
 
 
 def line_score(letters: list[Letter], text: str, lm: CharNgramLM, lm_weight: float) -> float:

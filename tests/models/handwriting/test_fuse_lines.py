@@ -6,14 +6,7 @@ import numpy as np
 import pytest
 
 from models.handwriting.charlm import CharNgramLM
-from models.handwriting.predictor import (
-    Letter,
-    Recognition,
-    fuse_lines,
-    fuse_words,
-    line_score,
-    word_score,
-)
+from models.handwriting.predictor import Letter, Recognition, fuse_lines, line_score
 
 Box = tuple[int, int, int, int]
 
@@ -164,49 +157,3 @@ def test_line_score_adds_the_lm_to_the_confidence(lm: CharNgramLM) -> None:
 def test_an_unknown_base_is_refused() -> None:
     with pytest.raises(ValueError, match="base"):
         fuse_lines(reading("contours", []), reading("lines", []), base="tesseract")
-
-
-def test_word_fusion_replaces_only_the_misread_word(lm: CharNgramLM) -> None:
-    # a line both pipelines read; the recognizer misread one word that the contour
-    # letters have right and surely, the line as a whole stays the recognizer's
-    lines = reading("lines", [("HERE IS THE HOUSX", TOP, [0.95] * 13 + [0.5])])
-    contours = reading("contours", [("HFRE IS THE HOUSE", TOP,
-                                     [0.99, 0.4, 0.99, 0.99] + [0.99] * 10)])
-    assert fuse_lines(contours, lines, lm=lm) is lines  # line level: nothing replaced
-    fused = fuse_lines(contours, lines, lm=lm, word_margin=0.0)
-    assert fused.lines == ["HERE IS THE HOUSE"]
-    assert fused.line_pipelines == ["lines"]
-    words = [c.word for c in fused.letters]
-    assert words == [0] * 4 + [1] * 2 + [2] * 3 + [3] * 5
-    assert [c.confidence for c in fused.letters][-5:] == [0.99] * 5
-    assert len(fused.word_boxes[0]) == 4
-    # a large margin, or no LM, leaves the line alone
-    assert fuse_lines(contours, lines, lm=lm, word_margin=50.0) is lines
-    assert fuse_lines(contours, lines, word_margin=0.0) is lines
-
-
-def test_word_fusion_needs_words_that_pair_one_to_one(lm: CharNgramLM) -> None:
-    # the contour reading joins two words into one box: no pair, nothing replaced
-    lines = reading("lines", [("THE HOUSX", TOP, [0.97] * 7 + [0.6])])
-    contours = reading("contours", [("THEHOUSE", TOP, [0.99] * 8)])
-    # (a line margin the whole-line rule does not pass, to look at the words alone)
-    assert fuse_lines(contours, lines, lm=lm, margin=1.0, word_margin=0.0) is lines
-    # the same letters split into two words pair, and the sure HOUSE replaces HOUSX
-    split = reading("contours", [("THE HOUSE", TOP, [0.99] * 8)])
-    assert fuse_lines(split, lines, lm=lm, margin=1.0, word_margin=0.0).lines == \
-        ["THE HOUSE"]
-
-
-def test_word_score_prefers_a_sure_plausible_word(lm: CharNgramLM) -> None:
-    sure = reading("contours", [("HOUSE", TOP, [0.99] * 5)]).letters
-    odd = reading("contours", [("HQUSX", TOP, [0.99] * 5)]).letters
-    unsure = reading("contours", [("HOUSE", TOP, [0.3] * 5)]).letters
-    assert word_score(sure, "the ", True, lm, 0.5) > word_score(odd, "the ", True, lm, 0.5)
-    assert word_score(sure, "the ", True, lm, 0.5) > word_score(unsure, "the ", True, lm, 0.5)
-    assert word_score(odd, "", True, lm, 0.0) == pytest.approx(np.log(0.99))
-
-
-def test_fuse_words_refuses_letters_that_do_not_spell_the_line(lm: CharNgramLM) -> None:
-    base = reading("lines", [("THE HOUSE", TOP, [0.9] * 8)]).letters
-    other = reading("contours", [("THE HOUSE", TOP, [0.99] * 8)]).letters
-    assert fuse_words(base, "THE MOUSE", other, lm) is None
