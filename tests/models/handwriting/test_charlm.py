@@ -245,3 +245,25 @@ def test_full_english_model_fits_the_size_budget(tmp_path: Path) -> None:
                            alphabet=DEFAULT_ALPHABET)
     lm.save(tmp_path / "lm.npz")
     assert (tmp_path / "lm.npz").stat().st_size <= 2_000_000
+
+
+def test_cli_default_is_the_line_recognizers_alphabet(tmp_path: Path) -> None:
+    from models.handwriting.charlm import main
+    from models.handwriting.linesynth import ALPHABET as CRNN_ALPHABET
+
+    (tmp_path / "ptb").mkdir()
+    (tmp_path / "ptb" / "ptb.train.txt").write_text(" the cat sat \n a dog ran N times \n" * 20)
+    (tmp_path / "ptb" / "ptb.valid.txt").write_text(" the dog sat \n")
+    (tmp_path / "multi30k").mkdir()
+    with gzip.open(tmp_path / "multi30k" / "train.en.gz", "wt") as f:
+        f.write("Two dogs play.\n" * 10)
+    _wikiqa(tmp_path)
+    main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "crnn.npz"), "--order", "3",
+          "--min-count", "1"])
+    main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "default.npz"), "--order", "3",
+          "--min-count", "1", "--alphabet", "default"])
+    crnn, default = (CharNgramLM.load(tmp_path / f"{n}.npz") for n in ("crnn", "default"))
+    texts = english_corpus(tmp_path)
+    assert crnn.vocab == CharNgramLM.train(texts, 3, 1, alphabet=CRNN_ALPHABET).vocab
+    assert default.vocab == CharNgramLM.train(texts, 3, 1, alphabet=DEFAULT_ALPHABET).vocab
+    assert crnn.vocab != default.vocab  # same characters, the CRNN's order
