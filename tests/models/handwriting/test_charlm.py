@@ -267,3 +267,27 @@ def test_cli_default_is_the_line_recognizers_alphabet(tmp_path: Path) -> None:
     assert crnn.vocab == CharNgramLM.train(texts, 3, 1, alphabet=CRNN_ALPHABET).vocab
     assert default.vocab == CharNgramLM.train(texts, 3, 1, alphabet=DEFAULT_ALPHABET).vocab
     assert crnn.vocab != default.vocab  # same characters, the CRNN's order
+
+
+def test_wikiqa_text_shares_no_six_word_run_with_a_dev_label() -> None:
+    """The README's leak check: the LM's WikiQA text never contains 6 words in a row of a
+    real development image's transcription (benchmarks/handwriting_dev_sources.tsv and
+    handwriting-pages), so the dev figures do not reward memorized text."""
+    import csv
+
+    from benchmarks.handwriting_dev_set import read_sources
+
+    wikiqa = require_data("wikiqa", "WikiQA-train.tsv")
+    pages = require_data("handwriting-pages", "labels.tsv")
+
+    def words(text: str) -> list[str]:
+        return re.sub(r"[^a-z0-9 ]", " ", text.lower()).split()
+
+    corpus = " | ".join(" ".join(words(line)) for line in wikiqa_lines(wikiqa))
+    with pages.open(encoding="utf-8") as f:
+        labels = [row["text"] for row in csv.DictReader(f, delimiter="\t",
+                                                        quoting=csv.QUOTE_NONE)]
+    labels += [row["text"] for row in read_sources()]
+    assert len(labels) == 60
+    runs = [" ".join(w[i:i + 6]) for w in map(words, labels) for i in range(len(w) - 5)]
+    assert runs and not [run for run in runs if run in corpus]
