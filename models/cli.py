@@ -654,6 +654,9 @@ def train_matching(
     ema: Annotated[float, typer.Option(
         help="Score dev with, and keep, an exponential moving average of the weights with "
         "this decay per step (e.g. 0.999); 0: off. Not for minilm-*.")] = 0.0,
+    freeze_embeddings: Annotated[bool, typer.Option(
+        help="Keep the --embeddings word vectors fixed (BiMPM's setting); letter-trigram "
+        "vectors still train. Not for minilm-*.")] = False,
     verbose: bool = False,
 ) -> None:
     """Train one matching architecture on Quora or WikiQA; early stopping on dev."""
@@ -668,6 +671,9 @@ def train_matching(
         raise typer.BadParameter(f"--ema must be in [0, 1), got {ema}")
     if ema and arch in TRANSFORMER_ARCHS:
         raise typer.BadParameter(f"--ema is not available for {arch}")
+    if freeze_embeddings and (embeddings is None or arch in TRANSFORMER_ARCHS):
+        raise typer.BadParameter("--freeze-embeddings needs --embeddings and a from-scratch "
+                                 "arch")
     if arch in TRANSFORMER_ARCHS:
         from models.matching.train_transformer import TransformerTrainConfig, train_transformer
 
@@ -694,7 +700,8 @@ def train_matching(
         out_root=out_root or artifacts_dir() / "matching", checkpoint_dir=checkpoint_dir,
         embeddings=embeddings, epochs=epochs, lr=lr, batch_size=batch_size, model=model,
         min_count=min_count, patience=patience, seed=seed, bf16=bf16, device=device,
-        resume=resume, max_steps=max_steps, ema=ema, command=_command_line(ctx))
+        resume=resume, max_steps=max_steps, ema=ema, freeze_embeddings=freeze_embeddings,
+        command=_command_line(ctx))
     card = train(cfg)
     _echo_summary(cfg.out_root / cfg.name, card)
 

@@ -9,6 +9,9 @@ half of the pairs (a cheap augmentation for the asymmetric ESIM / MV-LSTM inputs
 With ``ema`` > 0, dev is scored (and the kept weights taken) from an exponential moving
 average of the weights, updated after every optimizer step (Polyak & Juditsky 1992; the
 ``decay`` form of ``torch.optim.swa_utils.get_ema_multi_avg_fn``).
+With ``freeze_embeddings``, the pretrained word vectors stay as loaded (BiMPM's setting:
+Wang, Hamza & Florian 2017, section 4.1, "we do not update the pre-trained word
+embeddings"); the letter-trigram vectors and everything above them still train.
 Dev metric: accuracy at the dev-tuned threshold (Quora; the dev split is 50/50 while our
 training set is 37% duplicates), MAP over the filtered questions (WikiQA).
 """
@@ -94,6 +97,7 @@ class TrainConfig:
     resume: bool = False
     max_steps: int | None = None
     ema: float = 0.0
+    freeze_embeddings: bool = False
     command: str = ""
 
     @classmethod
@@ -187,6 +191,20 @@ def init_embeddings(model: nn.Module, path: Path, vocab: Vocab) -> int:
     raise ValueError(f"{type(model).__name__} has no word embedding to initialise")
 
 
+def freeze_word_embeddings(model: nn.Module) -> int:
+    """Stop gradient updates of the model's word embedding (``*.word``); returns how many
+    weights were frozen (vocabulary × dim). The letter-trigram table stays trainable.
+
+    Raises:
+        ValueError: the model has no word embedding (DSSM).
+    """
+    for name, module in model.named_modules():
+        if name.split(".")[-1] == "word" and isinstance(module, nn.Embedding):
+            module.weight.requires_grad_(False)
+            return module.weight.numel()
+    raise ValueError(f"{type(model).__name__} has no word embedding to freeze")
+
+
 def batches(examples: list[Example], batch_size: int,
             rng: np.random.Generator | None) -> list[list[Example]]:
     """Mini-batches of similar lengths: shuffle (when ``rng``), sort chunks of 50 batches by
@@ -248,6 +266,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """
     if cfg.arch not in ARCHS or cfg.dataset not in DATASETS:
         raise ValueError(f"arch must be one of {ARCHS} and dataset one of {DATASETS}")
+    if cfg.freeze_embeddings and cfg.embeddings is None:
+        raise ValueError("freeze_embeddings keeps pretrained vectors fixed: give embeddings")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     keep_freed_memory()  # BiMPM/ESIM allocate the same multi-MB tensors every step
@@ -259,7 +279,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model = build_model(cfg.arch, **model_cfg).to(device)
     if cfg.embeddings is not None:
         init_embeddings(model, cfg.embeddings, vocab)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if cfg.freeze_embeddings:
+        freeze_word_embeddings(model)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     ema = weight_average(model, cfg.ema)
     scored = ema.module if ema is not None else model  # what dev scores and training keeps
     key = main_metric(cfg.dataset)

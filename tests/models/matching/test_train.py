@@ -13,14 +13,16 @@ from typer.testing import CliRunner
 
 from models.cli import app
 from models.common.manifest import verify_manifest
-from models.matching.data import WIKIQA_HEADER
+from models.matching.data import WIKIQA_HEADER, read_pairs, split_path
 from models.matching.evaluate import evaluate_file
 from models.matching.features import Vocab
 from models.matching.predictor import MatchingPredictor
 from models.matching.train import (
     TrainConfig,
+    freeze_word_embeddings,
     init_embeddings,
     load_vectors,
+    to_examples,
     train,
     weight_average,
 )
@@ -175,3 +177,47 @@ def test_ema_is_refused_out_of_range_by_the_cli(tmp_path: Path) -> None:
                                       "--data-dir", str(tmp_path)])
     assert result.exit_code != 0
     assert "--ema must be in [0, 1)" in result.output
+
+
+def test_frozen_word_vectors_stay_as_loaded_while_the_rest_trains(tmp_path: Path) -> None:
+    data = _write_fixture(tmp_path / "data")
+    words = sorted({w for q in QUESTIONS for w in q.split()})
+    gen = torch.Generator().manual_seed(0)
+    vec = tmp_path / "vec.txt"
+    vec.write_text("".join(f"{w} " + " ".join(f"{v:.4f}" for v in torch.randn(8, generator=gen)
+                                             .tolist()) + "\n" for w in words))
+    cfg = TrainConfig.from_arch("esim", dataset="quora", data_dir=data,
+                                out_root=tmp_path / "out", checkpoint_dir=tmp_path / "ckpt",
+                                model={"embed_dim": 8, "hidden": 8}, n_buckets=256, epochs=1,
+                                min_count=1, batch_size=8, embeddings=vec,
+                                freeze_embeddings=True, bf16=False)
+    card = train(cfg)
+    assert card["training"]["freeze_embeddings"] is True
+    state = torch.load(tmp_path / "ckpt" / "esim-quora" / "last.pt", weights_only=False)
+    train_ex = to_examples(read_pairs(split_path(data, "quora", "train"))[1])
+    vocab = Vocab.build((t for a, b, _, _ in train_ex for t in (a, b)), 1)  # as train() does
+    loaded, found = load_vectors(vec, vocab, 8)
+    assert found == len(words)
+    word = state["model"]["embed.word.weight"]
+    known = loaded.abs().sum(1) > 0
+    torch.testing.assert_close(word[known], loaded[known])  # not one update
+    trainable = [k for k in state["model"] if k != "embed.word.weight"
+                 and state["model"][k].is_floating_point()]
+    assert len(state["optimizer"]["state"]) == len(trainable)  # Adam moves all the rest
+    cfg.freeze_embeddings, cfg.checkpoint_dir = False, tmp_path / "ckpt2"
+    train(cfg)  # the same run unfrozen does move the loaded vectors
+    moved = torch.load(tmp_path / "ckpt2" / "esim-quora" / "last.pt",
+                       weights_only=False)["model"]["embed.word.weight"]
+    assert not torch.allclose(moved[known], loaded[known])
+    with pytest.raises(ValueError, match="give embeddings"):
+        train(TrainConfig.from_arch("esim", dataset="quora", data_dir=data,
+                                    out_root=tmp_path / "o2", freeze_embeddings=True))
+    with pytest.raises(ValueError, match="no word embedding"):
+        freeze_word_embeddings(torch.nn.Linear(2, 2))
+
+
+def test_freeze_embeddings_without_vectors_is_refused_by_the_cli(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "matching", "--arch", "bimpm",
+                                      "--freeze-embeddings", "--data-dir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "--freeze-embeddings needs --embeddings" in result.output
