@@ -431,6 +431,28 @@ def paired_perspective_cosine(a: torch.Tensor, b: torch.Tensor,
                                         * _perspective_norms(b, weight_sq))
 
 
+class Highway(nn.Module):
+    """One highway layer (Srivastava, Greff & Schmidhuber 2015) as the BiMPM authors' code
+    uses it (``layer_utils.highway_layer``): ``g · tanh(W x + b) + (1 − g) · x`` with the
+    gate ``g = sigmoid(W_g x + b_g)``, on the last axis.
+
+    Args:
+        dim: ``D``, the input and output size.
+
+    Shapes: ``(..., D)`` float → ``(..., D)``.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.transform = nn.Linear(dim, dim)
+        self.gate = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., D)`` → ``(..., D)``."""
+        g = torch.sigmoid(self.gate(x))
+        return g * torch.tanh(self.transform(x)) + (1.0 - g) * x
+
+
 class BiMPM(nn.Module):
     """Bilateral Multi-Perspective Matching (Wang, Hamza & Florian, IJCAI 2017).
 
@@ -452,12 +474,16 @@ class BiMPM(nn.Module):
         agg_hidden: aggregation LSTM size per direction (100).
         use_trigrams, use_exact_match: :class:`Embedder` inputs.
         dropout: on embeddings, the matching vectors and the MLP (0.1 in the paper).
+        highway: a :class:`Highway` layer on the word representations, on the matching
+            vectors and on the aggregated vector, as the authors' released Quora
+            configuration does (``with_highway``, ``with_match_highway``,
+            ``with_aggregation_highway``; not in the paper's text). Off: the paper's model.
     """
 
     def __init__(self, vocab_size: int, n_buckets: int, embed_dim: int = 100,
                  hidden: int = 100, perspectives: int = 20, agg_hidden: int = 100,
                  use_trigrams: bool = True, use_exact_match: bool = True,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, highway: bool = False) -> None:
         super().__init__()
         self.embed = Embedder(vocab_size, embed_dim, n_buckets, use_trigrams,
                               use_exact_match, dropout)
@@ -471,6 +497,17 @@ class BiMPM(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.mlp = nn.Sequential(nn.Linear(4 * agg_hidden, agg_hidden), nn.Tanh(),
                                  nn.Dropout(dropout), nn.Linear(agg_hidden, 1))
+        self.highway = highway
+        if highway:
+            self.word_highway = Highway(self.embed.output_dim)
+            self.match_highway = Highway(8 * perspectives)
+            self.aggregation_highway = Highway(4 * agg_hidden)
+
+    def _represent(self, ids: torch.Tensor, tri: torch.Tensor, em: torch.Tensor
+                   ) -> torch.Tensor:
+        """Word representations ``(B, L, E')`` of one side, through the highway if any."""
+        x = self.embed(ids, tri, em)
+        return self.word_highway(x) if self.highway else x
 
     @staticmethod
     def _last(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -501,6 +538,8 @@ class BiMPM(nn.Module):
 
     def _aggregate(self, m: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``(B, L, 8P)`` → ``(B, 2 · agg_hidden)``: last forward and first backward state."""
+        if self.highway:
+            m = self.match_highway(m)
         v = run_packed(self.aggregation, self.dropout(m), lengths)
         k = v.size(-1) // 2
         return torch.cat([self._last(v[..., :k], lengths), v[:, 0, k:]], dim=-1)
@@ -509,10 +548,14 @@ class BiMPM(nn.Module):
         """``(B,)`` float32 logits."""
         a_mask, b_mask = _mask(batch.a_ids), _mask(batch.b_ids)
         a_len, b_len = batch.a_len, batch.b_len
-        a = run_packed(self.context, self.embed(batch.a_ids, batch.a_tri, batch.a_em), a_len)
-        b = run_packed(self.context, self.embed(batch.b_ids, batch.b_tri, batch.b_em), b_len)
+        a = run_packed(self.context, self._represent(batch.a_ids, batch.a_tri, batch.a_em),
+                       a_len)
+        b = run_packed(self.context, self._represent(batch.b_ids, batch.b_tri, batch.b_em),
+                       b_len)
         v = torch.cat([self._aggregate(self._match(a, b, b_len, b_mask), a_len),
                        self._aggregate(self._match(b, a, a_len, a_mask), b_len)], dim=-1)
+        if self.highway:
+            v = self.aggregation_highway(v)
         return self.mlp(self.dropout(v)).squeeze(-1).float()
 
 

@@ -160,6 +160,7 @@ INVARIANCE = [pytest.param(arch, {}, id=arch) for arch in ARCHS] + [
     pytest.param("mvlstm", {"interaction": "dot"}, id="mvlstm-dot"),
     pytest.param("matchpyramid", {"matching": "indicator"}, id="matchpyramid-indicator"),
     pytest.param("matchpyramid", {"matching": "cosine"}, id="matchpyramid-cosine"),
+    pytest.param("bimpm", {"highway": True}, id="bimpm-highway"),
 ]
 
 
@@ -245,3 +246,29 @@ def test_bimpm_cosines_equal_normalising_the_weighted_vectors_first(la: int, lb:
     (perspective_cosine(a, b, w).sum() + paired_perspective_cosine(a[:, :n], b[:, :n], w)
      .sum()).backward()
     assert a.grad is not None and bool(torch.isfinite(a.grad).all())
+
+
+def test_highway_gate_mixes_the_transform_with_the_input() -> None:
+    from models.matching.model import Highway
+
+    layer = Highway(3)
+    x = torch.tensor([[0.5, -1.0, 2.0]])
+    with torch.no_grad():
+        layer.gate.weight.zero_()
+        layer.gate.bias.fill_(-30.0)  # gate shut: the input passes through
+        torch.testing.assert_close(layer(x), x)
+        layer.gate.bias.fill_(30.0)   # gate open: tanh(W x + b) alone
+        torch.testing.assert_close(layer(x), torch.tanh(layer.transform(x)))
+        layer.gate.bias.zero_()       # half and half
+        torch.testing.assert_close(layer(x), 0.5 * torch.tanh(layer.transform(x)) + 0.5 * x)
+
+
+def test_bimpm_highway_adds_three_layers_that_train() -> None:
+    plain, highway = tiny_model("bimpm"), tiny_model("bimpm", highway=True)
+    extra = {k for k, _ in highway.named_parameters()} - {k for k, _ in plain.named_parameters()}
+    assert {k.split(".")[0] for k in extra} == {"word_highway", "match_highway",
+                                                "aggregation_highway"}
+    highway(featurize(PAIRS)).sum().backward()
+    for name, weight in highway.named_parameters():
+        if name in extra:
+            assert weight.grad is not None and weight.grad.abs().sum() > 0, name
