@@ -173,6 +173,15 @@ def _artifact_vectors(directory: Path, vocab: Vocab, dim: int) -> tuple[torch.Te
     return vectors, found
 
 
+def word_embedding(model: nn.Module) -> nn.Embedding | None:
+    """The model's word embedding (the ``nn.Embedding`` named ``*.word``), or None (DSSM
+    has only letter trigrams)."""
+    for name, module in model.named_modules():
+        if name.split(".")[-1] == "word" and isinstance(module, nn.Embedding):
+            return module
+    return None
+
+
 def init_embeddings(model: nn.Module, path: Path, vocab: Vocab) -> int:
     """Copy pretrained vectors into the model's word embedding (``*.word``); returns the
     number of vocabulary words found.
@@ -180,15 +189,15 @@ def init_embeddings(model: nn.Module, path: Path, vocab: Vocab) -> int:
     Raises:
         ValueError: the model has no word embedding (DSSM uses only letter trigrams).
     """
-    for name, module in model.named_modules():
-        if name.split(".")[-1] == "word" and isinstance(module, nn.Embedding):
-            vectors, found = load_vectors(path, vocab, module.embedding_dim)
-            with torch.no_grad():
-                rows = vectors.abs().sum(1) > 0
-                module.weight[rows] = vectors[rows]
-            log.info("initialised %d of %d word vectors from %s", found, len(vocab), path)
-            return found
-    raise ValueError(f"{type(model).__name__} has no word embedding to initialise")
+    module = word_embedding(model)
+    if module is None:
+        raise ValueError(f"{type(model).__name__} has no word embedding to initialise")
+    vectors, found = load_vectors(path, vocab, module.embedding_dim)
+    with torch.no_grad():
+        rows = vectors.abs().sum(1) > 0
+        module.weight[rows] = vectors[rows]
+    log.info("initialised %d of %d word vectors from %s", found, len(vocab), path)
+    return found
 
 
 def freeze_word_embeddings(model: nn.Module) -> int:
@@ -198,11 +207,11 @@ def freeze_word_embeddings(model: nn.Module) -> int:
     Raises:
         ValueError: the model has no word embedding (DSSM).
     """
-    for name, module in model.named_modules():
-        if name.split(".")[-1] == "word" and isinstance(module, nn.Embedding):
-            module.weight.requires_grad_(False)
-            return module.weight.numel()
-    raise ValueError(f"{type(model).__name__} has no word embedding to freeze")
+    module = word_embedding(model)
+    if module is None:
+        raise ValueError(f"{type(model).__name__} has no word embedding to freeze")
+    module.weight.requires_grad_(False)
+    return module.weight.numel()
 
 
 def batches(examples: list[Example], batch_size: int,
