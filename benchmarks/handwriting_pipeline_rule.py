@@ -13,7 +13,11 @@ whose letters have mean >= a and min >= b replaces the line recognizer's line wh
 confidence is below c, or is added where the recognizer has no line", line pages only);
 and with the line-score rule too ("the other pipeline's line replaces the base's when its
 mean ln confidence + w x LM ln P per character is more than m above", every page), for a
-grid of w and m (``*``: the served knobs).
+grid of w and m (``*``: the served knobs). These two tables are about ``auto`` without the
+joint reading. A third reads every image with ``pipeline=auto`` as served, for a few weights
+of the letter CNN in the joint reading of the lines both pipelines found
+(``models.handwriting.combine``; weight 0 turns it off, and the line-score and confidence
+rules decide those lines as in the second table).
 
     python benchmarks/handwriting_pipeline_rule.py --pages ../shared/data/handwriting-pages \\
         [--pages more/] [--synth 20] [--synth-seed 7] [--artifact-dir artifacts/handwriting]
@@ -26,7 +30,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,7 @@ import torch
 from models.common.paths import artifacts_dir, data_dir
 from models.handwriting import predictor as hw
 from models.handwriting.charlm import CharNgramLM
+from models.handwriting.combine import JOINT_WEIGHT
 from models.handwriting.evaluate import read_page_labels
 from models.handwriting.metrics import ErrorCounts, error_counts, total_counts
 from models.handwriting.predictor import HandwritingPredictor
@@ -54,6 +59,7 @@ class Reading:
     reference: str = ""
     contour_reading: hw.Recognition | None = None
     line_reading: hw.Recognition | None = None
+    joint: dict[float, ErrorCounts] = field(default_factory=dict)
 
     def fused(self, lm: CharNgramLM | None, lm_weight: float = hw.FUSE_LM_WEIGHT,
               margin: float = hw.FUSE_SCORE_MARGIN) -> ErrorCounts:
@@ -62,7 +68,7 @@ class Reading:
         assert self.contour_reading is not None and self.line_reading is not None
         base = "contours" if hw.prefer_contours(self.contour_reading) else "lines"
         fused = hw.fuse_lines(self.contour_reading, self.line_reading, base=base, lm=lm,
-                              lm_weight=lm_weight, margin=margin)
+                              lm_weight=lm_weight, margin=margin, joint=False)
         return error_counts(fused.text, self.reference)
 
 
@@ -71,15 +77,24 @@ def read_folder(predictor: HandwritingPredictor, folder: Path, group: str | None
     """Both pipelines' readings of every labelled image of ``folder``, grouped by style
     (or all under ``group``)."""
     out = []
+    assert predictor.line_reader is not None
+    served = predictor.line_reader.joint_weight
     for label in read_page_labels(folder):
         data = (folder / label.file).read_bytes()
         contours, _ = predictor.recognize(data, pipeline="contours")
         lines, _ = predictor.recognize(data, pipeline="lines")
         conf = [hw.top_confidence(c) for c in contours.letters] or [0.0]
         style = label.style if label.style != "unknown" else folder.name
+        joint = {}
+        for weight in JOINT_WEIGHTS:
+            predictor.line_reader.joint_weight = weight
+            joint[weight] = error_counts(
+                predictor.recognize(data, pipeline="auto")[0].text, label.text)
+        predictor.line_reader.joint_weight = served
         out.append(Reading(group or style, label.file, float(np.mean(conf)),
                            float(min(conf)), error_counts(contours.text, label.text),
-                           error_counts(lines.text, label.text), label.text, contours, lines))
+                           error_counts(lines.text, label.text), label.text, contours, lines,
+                           joint))
     return out
 
 
@@ -111,6 +126,7 @@ def _row(name: str, pick: list[ErrorCounts], readings: list[Reading], groups: li
 
 
 LM_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+JOINT_WEIGHTS = (0.0, 0.5, 0.7, 1.0)
 MARGINS = (0.0, 0.1, 0.2, 0.5, 1.0)
 
 
@@ -130,6 +146,20 @@ def fusion_table(readings: list[Reading], lm: CharNgramLM) -> str:
     for w, m in itertools.product(LM_WEIGHTS, MARGINS):
         star = "*" if (w, m) == (hw.FUSE_LM_WEIGHT, hw.FUSE_SCORE_MARGIN) else " "
         rows.append(_row(f"{star}w {w:.2f}, m {m:.1f}", [r.fused(lm, w, m) for r in readings],
+                         readings, groups))
+    return "\n".join(rows)
+
+
+def joint_table(readings: list[Reading]) -> str:
+    """A-Z CER per group of ``auto`` as served, for each weight of the letter CNN in the
+    joint reading of shared lines (weight 0: no joint reading, the line-score and
+    confidence rules of the fusion table decide the pairs)."""
+    groups = sorted({r.group for r in readings})
+    rows = ["auto with the joint reading of shared lines (weight of the letter CNN; 0 = off)",
+            *_header(groups)]
+    for weight in JOINT_WEIGHTS:
+        star = "*" if weight == JOINT_WEIGHT else " "
+        rows.append(_row(f"{star}joint {weight:.2f}", [r.joint[weight] for r in readings],
                          readings, groups))
     return "\n".join(rows)
 
@@ -178,6 +208,8 @@ def main() -> None:
     print()
     assert predictor.line_reader.lm is not None, "the line recognizer has no charlm.npz"
     print(fusion_table(readings, predictor.line_reader.lm))
+    print()
+    print(joint_table(readings))
     print("\nper image: group, file, contour mean/min confidence, CER A-Z contours / lines")
     for r in readings:
         if not r.group.startswith("composed"):

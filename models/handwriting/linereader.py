@@ -11,6 +11,7 @@ with ``beam_size=1``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,15 @@ import torch
 
 from models.common.artifacts import ArtifactError, load_artifact
 from models.handwriting.charlm import CharNgramLM
+from models.handwriting.combine import (
+    JOINT_MAX_BLOCKS,
+    JOINT_SKIP,
+    JOINT_WEIGHT,
+    LetterEvidence,
+    ctc_frames,
+    joint_text,
+    pair_boxes,
+)
 from models.handwriting.crnn import CRNN
 from models.handwriting.ctc import beam_search, greedy_decode
 from models.handwriting.lines import MIN_STROKE, TextLine, find_lines, line_crop, to_original
@@ -69,13 +79,17 @@ class LineReader:
         lm: the character language model, or None (beam search without it).
         beam_size: 1 = greedy best path; otherwise prefix beam search width.
         lm_weight, insertion_bonus: shallow-fusion weights (alpha, beta).
+        joint_weight, joint_skip: the letter CNN's weight and skip score when a line is read
+            jointly with the contour reading (:meth:`read` with ``evidence``); weight 0
+            turns the joint reading off.
         min_stroke: thinner strokes are thickened before reading (pixels at the CRNN's
             height; :func:`models.handwriting.lines.line_crop`); 0 turns that off.
     """
 
     def __init__(self, model: CRNN, config: dict[str, Any], card: dict[str, Any],
                  lm: CharNgramLM | None, beam_size: int = 8, lm_weight: float = 0.5,
-                 insertion_bonus: float = 1.0, min_stroke: float = MIN_STROKE) -> None:
+                 insertion_bonus: float = 1.0, min_stroke: float = MIN_STROKE,
+                 joint_weight: float = JOINT_WEIGHT, joint_skip: float = JOINT_SKIP) -> None:
         self.model, self.card, self.lm = model.eval(), card, lm
         self.min_stroke = min_stroke
         self.alphabet: str = config["alphabet"]
@@ -83,6 +97,9 @@ class LineReader:
         self.beam_size = int(decode.get("beam_size", beam_size))
         self.lm_weight = float(decode.get("lm_weight", lm_weight))
         self.insertion_bonus = float(decode.get("insertion_bonus", insertion_bonus))
+        self.joint_weight = float(decode.get("joint_weight", joint_weight))
+        self.joint_skip = float(decode.get("joint_skip", joint_skip))
+        self.joint_max_blocks = int(decode.get("joint_max_blocks", JOINT_MAX_BLOCKS))
 
     @classmethod
     def load(cls, artifact_dir: Path, quantize: bool = False) -> LineReader:
@@ -140,14 +157,34 @@ class LineReader:
                              lm=self.lm, alpha=self.lm_weight, beta=self.insertion_bonus)
         return result.text, list(result.frames)
 
-    def read(self, ink: InkMap) -> list[LineReading]:
+    def read(self, ink: InkMap, evidence: Sequence[LetterEvidence] = (),
+             overlap: float = 0.5) -> list[LineReading]:
         """Find the lines of a page and read each one (boxes in original-image pixels);
-        readings that look like stray marks (:func:`plausible`) are left out."""
+        readings that look like stray marks (:func:`plausible`) are left out.
+
+        Args:
+            ink: the page's ink map.
+            evidence: the contour reading's lines (:class:`LetterEvidence`, boxes in
+                original-image pixels). A found line that pairs one to one with one of
+                them (:func:`models.handwriting.combine.pair_boxes`, ``overlap``) is read
+                jointly with it (:func:`models.handwriting.combine.joint_text`, weights
+                ``decode.joint_weight`` / ``decode.joint_skip`` of the config); the rest
+                by the beam search alone.
+        """
         lines = find_lines(ink)
         crops = [line_crop(ink, line, min_stroke=self.min_stroke) for line in lines]
+        pairs = pair_boxes([line.original_box(ink) for line in lines],
+                           [e.box for e in evidence], overlap) if evidence else {}
         readings = []
-        for line, crop, lp in zip(lines, crops, self.log_probs(crops), strict=True):
+        for k, (line, crop, lp) in enumerate(zip(lines, crops, self.log_probs(crops),
+                                                  strict=True)):
             text, frames = self.decode(lp)
+            if k in pairs and self.joint_weight > 0:
+                joint = joint_text(lp, self.alphabet, text, evidence[pairs[k]], self.lm,
+                                   self.lm_weight, self.insertion_bonus, self.joint_weight,
+                                   self.joint_skip, self.joint_max_blocks)
+                if joint != text:
+                    text, frames = joint, ctc_frames(lp, joint, self.alphabet)
             reading = self._reading(ink, line, crop, lp, text, frames)
             if plausible(reading):
                 readings.append(reading)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from models.common.errors import InvalidInputError
 from models.common.quantize import apply_saved_int8
 from models.handwriting.augment import prepare_batch
 from models.handwriting.charlm import CharNgramLM
+from models.handwriting.combine import LetterEvidence, box_overlap
 from models.handwriting.letterlm import decode_line
 from models.handwriting.linereader import LineReader
 from models.handwriting.model import build_model
@@ -291,14 +293,19 @@ class HandwritingPredictor:
         reading (:func:`fuse_lines`), on the base :func:`prefer_contours` picks."""
         if pipeline == "contours" or self.line_reader is None:
             return contours
-        lines = self.read_lines(page.rgb, page.layout_max_side)
+        evidence = contour_evidence(contours) if self.line_reader.joint_weight > 0 else []
+        lines = self.read_lines(page.rgb, page.layout_max_side, evidence)
         base = "contours" if prefer_contours(contours) else "lines"
-        fused = fuse_lines(contours, lines, base=base, lm=self.line_reader.lm)
+        fused = fuse_lines(contours, lines, base=base, lm=self.line_reader.lm,
+                           joint=bool(evidence))
         fused.timings_ms = {**contours.timings_ms, **lines.timings_ms}
         return fused
 
-    def read_lines(self, rgb: np.ndarray, max_side: int = 1600) -> Recognition:
-        """Read a decoded image, uint8 (H, W, 3) RGB or (H, W) gray, with the line recognizer.
+    def read_lines(self, rgb: np.ndarray, max_side: int = 1600,
+                   evidence: Sequence[LetterEvidence] = ()) -> Recognition:
+        """Read a decoded image, uint8 (H, W, 3) RGB or (H, W) gray, with the line recognizer
+        (lines shared with ``evidence``, the contour reading, read jointly with it:
+        :meth:`LineReader.read`).
 
         Raises:
             InvalidInputError: no line recognizer in this artifact.
@@ -308,7 +315,7 @@ class HandwritingPredictor:
                                     f"({CRNN_DIR}/); use pipeline=contours")
         t0 = time.perf_counter()
         ink = ink_map(rgb, max_side)
-        readings = self.line_reader.read(ink)
+        readings = self.line_reader.read(ink, evidence)
         letters = [Letter(c.char, c.confidence, c.box, li, c.word, c.alternatives)
                    for li, r in enumerate(readings) for c in r.chars]
         height, width = rgb.shape[:2]
@@ -430,6 +437,15 @@ class HandwritingPredictor:
                       line, word, alternatives)
 
 
+def contour_evidence(contours: Recognition) -> list[LetterEvidence]:
+    """The contour reading's lines as evidence for the joint line reading: box, text and
+    each letter's top classes (the letter CNN's probabilities, whatever the LM chose)."""
+    return [LetterEvidence(box, text, [dict(c.alternatives) for c in contours.letters
+                                       if c.line == li])
+            for li, (text, box) in enumerate(zip(contours.lines, contours.line_boxes,
+                                                 strict=True))]
+
+
 def prefer_contours(contours: Recognition) -> bool:
     """``auto``'s rule: keep the contour reading when it found letters and the letter CNN is
     sure of them (mean confidence >= AUTO_MEAN_CONFIDENCE, none below AUTO_MIN_LETTER):
@@ -447,22 +463,13 @@ def top_confidence(letter: Letter) -> float:
     return letter.alternatives[0][1] if letter.alternatives else letter.confidence
 
 
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Intersection area of two ``(x, y, w, h)`` boxes over the smaller box's area (0 when
-    either is empty)."""
-    ix = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    iy = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    small = min(a[2] * a[3], b[2] * b[3])
-    return max(0, ix) * max(0, iy) / small if small > 0 else 0.0
-
-
 def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines",
                lm: CharNgramLM | None = None, lm_weight: float = FUSE_LM_WEIGHT,
                margin: float = FUSE_SCORE_MARGIN,
                line_mean: float = FUSE_LINE_MEAN, line_min: float = FUSE_LINE_MIN,
                crnn_below: float = FUSE_CRNN_BELOW, min_letters: int = FUSE_MIN_LETTERS,
                add_mean: float = AUTO_MEAN_CONFIDENCE, add_min: float = AUTO_MIN_LETTER,
-               overlap: float = FUSE_OVERLAP) -> Recognition:
+               overlap: float = FUSE_OVERLAP, joint: bool = False) -> Recognition:
     """One reading of a page from its contour and line readings, line by line: a system
     combination at the level of lines, by confidence and language-model score (in the
     spirit of ROVER, Fiscus 1997, with two systems and whole lines as the unit).
@@ -479,6 +486,11 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
     its place top to bottom, when it has at least ``min_letters`` letters that pass the
     page rule's bar (mean >= ``add_mean``, each >= ``add_min``). Everything else is the base
     reading as it was (on the ``contours`` base, unpaired recognizer lines are left out).
+
+    With ``joint`` the line recognizer has already read each line it shares with the
+    contour reading jointly with it (:mod:`models.handwriting.combine`), so a pair is
+    decided: its recognizer line is kept, on either base, and the two rules above apply to
+    none of the pairs (the adding of unpaired contour lines stays).
 
     Args:
         contours: the ``contours`` reading of the page.
@@ -509,7 +521,7 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
         assert lm is not None
         return line_score(letters_of(rec, index), rec.lines[index], lm, lm_weight)
 
-    partners = [[j for j, lb in enumerate(main.line_boxes) if _overlap(ob, lb) >= overlap]
+    partners = [[j for j, lb in enumerate(main.line_boxes) if box_overlap(ob, lb) >= overlap]
                 for ob in other.line_boxes]
     claimed = [sum(j in p for p in partners) for j in range(len(main.line_boxes))]
     take: dict[int, int] = {}  # base line -> the other reading's line replacing it
@@ -523,7 +535,10 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
         if len(p) != 1 or claimed[p[0]] != 1:
             continue
         j = p[0]
-        if lm is not None and score(other, i) > score(main, j) + margin:
+        if joint:
+            if base == "contours":
+                take[j] = i
+        elif lm is not None and score(other, i) > score(main, j) + margin:
             take[j] = i
         elif base == "lines" and sure(letters_of(contours, i), line_mean, line_min):
             theirs = letters_of(lines, j)

@@ -157,3 +157,19 @@ def test_line_score_adds_the_lm_to_the_confidence(lm: CharNgramLM) -> None:
 def test_an_unknown_base_is_refused() -> None:
     with pytest.raises(ValueError, match="base"):
         fuse_lines(reading("contours", []), reading("lines", []), base="tesseract")
+
+
+def test_joint_pairs_keep_the_recognizer_line_on_either_base() -> None:
+    # with joint=True the recognizer line of a pair has already weighed the contour reading
+    contours = reading("contours", [("TOP", TOP, [0.99] * 3), ("YOU", MIDDLE, [0.97] * 3),
+                                    ("END", BOTTOM, [0.99] * 3)])
+    lines = reading("lines", [("Top", TOP, [0.99] * 3), ("tOU", MIDDLE, [0.5, 0.4, 0.6])])
+    on_lines = fuse_lines(contours, lines, base="lines", joint=True)
+    # no sure-contour replacement of the pair; the unpaired contour line is still added
+    assert on_lines.lines == ["Top", "tOU", "END"]
+    assert on_lines.line_pipelines == ["lines", "lines", "contours"]
+    on_contours = fuse_lines(contours, lines, base="contours", joint=True)
+    assert on_contours.lines == ["Top", "tOU", "END"]
+    assert on_contours.line_pipelines == ["lines", "lines", "contours"]
+    # without joint the contours base keeps its own lines
+    assert fuse_lines(contours, lines, base="contours").lines == ["TOP", "YOU", "END"]
