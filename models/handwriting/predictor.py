@@ -536,7 +536,7 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
             continue
         j = p[0]
         if joint:
-            if base == "contours":
+            if base == "contours" and other.lines[i].upper() != main.lines[j].upper():
                 take[j] = i
         elif lm is not None and score(other, i) > score(main, j) + margin:
             take[j] = i

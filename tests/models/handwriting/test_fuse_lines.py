@@ -168,8 +168,10 @@ def test_joint_pairs_keep_the_recognizer_line_on_either_base() -> None:
     # no sure-contour replacement of the pair; the unpaired contour line is still added
     assert on_lines.lines == ["Top", "tOU", "END"]
     assert on_lines.line_pipelines == ["lines", "lines", "contours"]
+    # on the contours base the pair whose letters differ takes the recognizer line; where
+    # only the case differs (Top / TOP) the contour line stays, in block capitals
     on_contours = fuse_lines(contours, lines, base="contours", joint=True)
-    assert on_contours.lines == ["Top", "tOU", "END"]
-    assert on_contours.line_pipelines == ["lines", "lines", "contours"]
+    assert on_contours.lines == ["TOP", "tOU", "END"]
+    assert on_contours.line_pipelines == ["contours", "lines", "contours"]
     # without joint the contours base keeps its own lines
     assert fuse_lines(contours, lines, base="contours").lines == ["TOP", "YOU", "END"]
