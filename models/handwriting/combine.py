@@ -99,17 +99,20 @@ def fold(text: str) -> str:
     return "".join(LOOKALIKES[c][0] if c in LOOKALIKES else c.upper() for c in text)
 
 
-def candidate_texts(a: str, b: str, max_blocks: int = JOINT_MAX_BLOCKS) -> list[str]:
+def candidate_texts(a: str, b: str, max_blocks: int = JOINT_MAX_BLOCKS,
+                    lower_case: bool = True) -> list[str]:
     """``a``, ``b`` and their hybrids: the texts aligned case-insensitively with digits and
     signs folded to their letter look-alikes (:func:`fold`; Levenshtein opcodes), each
     maximal run of disagreeing positions taken from one or the other; where they agree,
     ``a``'s characters are kept (so the CRNN's ``21250`` stays against the contour
-    reading's ``ZIZSO``). Whitespace is collapsed and empty texts
+    reading's ``ZIZSO``). With ``lower_case`` a run may also be taken from ``b`` in lower
+    case (``b`` is the case-blind contour reading). Whitespace is collapsed and empty texts
     are left out.
 
     Returns:
-        Distinct texts, ``a`` first (when non-empty); with more than ``max_blocks``
-        disagreeing runs only ``a`` and ``b`` (``b`` in ``a``'s case where they agree).
+        Distinct texts, ``a`` first (when non-empty): every combination (up to ``3 **
+        max_blocks``); with more than ``max_blocks`` disagreeing runs only ``a`` and ``b``
+        (``b`` in ``a``'s case where they agree).
     """
     ops = Levenshtein.opcodes(fold(a), fold(b))
     blocks: list[tuple[str, str, bool]] = []  # (a's text, b's text, agree)
@@ -121,14 +124,19 @@ def candidate_texts(a: str, b: str, max_blocks: int = JOINT_MAX_BLOCKS) -> list[
             blocks.append((pa + sa, pb + sb, False))
         else:
             blocks.append((sa, sb, agree))
-    differ = [k for k, (_, _, agree) in enumerate(blocks) if not agree]
-    choices = list(itertools.product((0, 1), repeat=len(differ))) \
-        if len(differ) <= max_blocks else [(0,) * len(differ), (1,) * len(differ)]
+    # the options of each disagreeing run: a's text, b's, and b's in lower case (the
+    # letter CNN is case-blind, so the CRNN's likelihood picks the case of b's letters)
+    options = [list(dict.fromkeys((blk[0], blk[1], blk[1].lower()) if lower_case else
+                                  (blk[0], blk[1])))
+               if not blk[2] else [blk[0]] for blk in blocks]
+    differ = [k for k, blk in enumerate(blocks) if not blk[2]]
+    if len(differ) > max_blocks:
+        options = [[blk[0], blk[1]] if not blk[2] else [blk[0]] for blk in blocks]
+        texts = ["".join(opt[0] for opt in options), "".join(opt[-1] for opt in options)]
+    else:
+        texts = ["".join(parts) for parts in itertools.product(*options)]
     out: dict[str, None] = {}
-    for choice in choices:
-        pick = dict(zip(differ, choice, strict=True))
-        text = "".join((blk[1] if pick[k] else blk[0]) if k in pick else blk[0]
-                       for k, blk in enumerate(blocks))
+    for text in texts:
         text = " ".join(text.split())
         if text:
             out[text] = None
@@ -287,11 +295,15 @@ def joint_text(log_probs: np.ndarray, alphabet: str, line_text: str, evidence: L
     if not texts:
         return line_text
     scores = ctc_log_likelihoods(log_probs, texts, alphabet)
+    caseless: dict[str, float] = {}  # the LM and the letter CNN ignore case
     for k, text in enumerate(texts):
         if not math.isfinite(scores[k]):
             continue
-        if lm is not None:
-            scores[k] += alpha * lm.line_log_prob(text)[0] + beta * len(text)
-        scores[k] += weight * letter_log_ratio(text, evidence.letters, skip)
+        key = text.upper()
+        if key not in caseless:
+            caseless[key] = weight * letter_log_ratio(text, evidence.letters, skip) + (
+                alpha * lm.line_log_prob(text)[0] + beta * len(text) if lm is not None
+                else 0.0)
+        scores[k] += caseless[key]
     best = int(np.argmax(scores))
     return texts[best] if math.isfinite(scores[best]) else line_text

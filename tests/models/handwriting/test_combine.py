@@ -33,14 +33,18 @@ def log_probs(rows: list[list[float]]) -> np.ndarray:
 
 def test_candidates_cross_every_disagreeing_stretch() -> None:
     # two stretches disagree (D/V and 2/L): the readings and both hybrids
-    got = candidate_texts("RAGHAD BANSA2", "RAGHAV BANSAL")
+    got = candidate_texts("RAGHAD BANSA2", "RAGHAV BANSAL", lower_case=False)
     assert got[0] == "RAGHAD BANSA2"
     assert sorted(got) == sorted(["RAGHAD BANSA2", "RAGHAV BANSA2", "RAGHAD BANSAL",
                                   "RAGHAV BANSAL"])
     # an insertion is a stretch too, and agreeing letters keep the first reading's case
-    assert sorted(candidate_texts("Unc", "UMBC")) == sorted(["Unc", "UMBc"])
+    assert sorted(candidate_texts("Unc", "UMBC", lower_case=False)) == sorted(["Unc", "UMBc"])
     # digits agree with the letters they are written like: the first reading's stay
-    assert sorted(candidate_texts("MO 21250", "MD ZIZSO")) == ["MD 21250", "MO 21250"]
+    assert sorted(candidate_texts("MO 21250", "MD ZIZSO", lower_case=False)) == \
+        ["MD 21250", "MO 21250"]
+    # by default a run of the (case-blind) contour reading is offered in lower case too
+    assert sorted(candidate_texts("for jumps", "FOX JUMPS")) == \
+        ["foX jumps", "for jumps", "fox jumps"]
     assert candidate_texts("Hello", "HELLO") == ["Hello"]
     # too many stretches: only the two readings compete
     assert candidate_texts("ABCD", "AXCY", max_blocks=1) == ["ABCD", "AXCY"]
