@@ -84,13 +84,32 @@ def box_overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> f
 
 
 def pair_boxes(a: Sequence[tuple[int, int, int, int]], b: Sequence[tuple[int, int, int, int]],
-               overlap: float) -> dict[int, int]:
-    """One-to-one pairs ``{i: j}`` of boxes ``a[i]`` and ``b[j]`` whose
-    :func:`box_overlap` is at least ``overlap``, where ``a[i]`` meets only ``b[j]`` and
-    ``b[j]`` only ``a[i]``."""
+               overlap: float) -> dict[int, list[int]]:
+    """Groups ``{i: [j, ...]}``: box ``a[i]`` with every box ``b[j]`` whose
+    :func:`box_overlap` with it is at least ``overlap``, when each of those ``b[j]`` meets
+    no other box of ``a``; a box ``a[i]`` that shares one of its ``b`` boxes with another
+    ``a`` box is left out. Within a group the ``b`` indices are in ascending order."""
     partners = [[j for j, bb in enumerate(b) if box_overlap(ab, bb) >= overlap] for ab in a]
     claimed = [sum(j in p for p in partners) for j in range(len(b))]
-    return {i: p[0] for i, p in enumerate(partners) if len(p) == 1 and claimed[p[0]] == 1}
+    return {i: p for i, p in enumerate(partners) if p and all(claimed[j] == 1 for j in p)}
+
+
+def merge_evidence(parts: Sequence[LetterEvidence]) -> LetterEvidence:
+    """Contour lines that lie in one recognizer line as one line: ordered left to right by
+    their boxes' x, texts joined by a space, letters concatenated, boxes united.
+
+    Raises:
+        ValueError: no parts.
+    """
+    if not parts:
+        raise ValueError("no contour lines to merge")
+    ordered = sorted(parts, key=lambda e: e.box[0])
+    x0 = min(e.box[0] for e in parts)
+    y0 = min(e.box[1] for e in parts)
+    x1 = max(e.box[0] + e.box[2] for e in parts)
+    y1 = max(e.box[1] + e.box[3] for e in parts)
+    return LetterEvidence((x0, y0, x1 - x0, y1 - y0), " ".join(e.text for e in ordered),
+                          [letter for e in ordered for letter in e.letters])
 
 
 def fold(text: str) -> str:

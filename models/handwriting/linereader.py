@@ -28,6 +28,7 @@ from models.handwriting.combine import (
     LetterEvidence,
     ctc_frames,
     joint_text,
+    merge_evidence,
     pair_boxes,
 )
 from models.handwriting.crnn import CRNN
@@ -165,9 +166,10 @@ class LineReader:
         Args:
             ink: the page's ink map.
             evidence: the contour reading's lines (:class:`LetterEvidence`, boxes in
-                original-image pixels). A found line that pairs one to one with one of
-                them (:func:`models.handwriting.combine.pair_boxes`, ``overlap``) is read
-                jointly with it (:func:`models.handwriting.combine.joint_text`, weights
+                original-image pixels). A found line that the contour lines it overlaps
+                overlap alone (:func:`models.handwriting.combine.pair_boxes`,
+                ``overlap``; several are merged left to right) is read jointly with them
+                (:func:`models.handwriting.combine.joint_text`, weights
                 ``decode.joint_weight`` / ``decode.joint_skip`` of the config); the rest
                 by the beam search alone.
         """
@@ -180,7 +182,8 @@ class LineReader:
                                                   strict=True)):
             text, frames = self.decode(lp)
             if k in pairs and self.joint_weight > 0:
-                joint = joint_text(lp, self.alphabet, text, evidence[pairs[k]], self.lm,
+                seen = merge_evidence([evidence[j] for j in pairs[k]])
+                joint = joint_text(lp, self.alphabet, text, seen, self.lm,
                                    self.lm_weight, self.insertion_bonus, self.joint_weight,
                                    self.joint_skip, self.joint_max_blocks)
                 if joint != text:

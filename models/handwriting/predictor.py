@@ -525,12 +525,19 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
                 for ob in other.line_boxes]
     claimed = [sum(j in p for p in partners) for j in range(len(main.line_boxes))]
     take: dict[int, int] = {}  # base line -> the other reading's line replacing it
+    drop: set[int] = set()  # base lines that a line in take stands for as well
     add: list[int] = []
     for i, p in enumerate(partners):
         if not p:
             mine = letters_of(other, i)
             if base == "lines" and len(mine) >= min_letters and sure(mine, add_mean, add_min):
                 add.append(i)
+            continue
+        if joint and base == "contours" and len(p) > 1 and all(claimed[j] == 1 for j in p):
+            # contour lines that lie in one recognizer line only, read jointly as one line
+            if other.lines[i].upper() != " ".join(main.lines[j] for j in p).upper():
+                take[p[0]] = i
+                drop.update(p[1:])
             continue
         if len(p) != 1 or claimed[p[0]] != 1:
             continue
@@ -549,7 +556,8 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
         return main
     # (source, index) per output line, base lines in their reading order and added
     # contour lines before the first base line whose box centre lies below theirs
-    order: list[tuple[str, int]] = [("main", j) for j in range(len(main.line_boxes))]
+    order: list[tuple[str, int]] = [("main", j) for j in range(len(main.line_boxes))
+                                    if j not in drop]
     for i in sorted(add, key=lambda i: _centre_y(other.line_boxes[i])):
         y = _centre_y(other.line_boxes[i])
         at = next((k for k, (src, j) in enumerate(order) if src == "main"

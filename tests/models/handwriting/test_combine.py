@@ -18,6 +18,7 @@ from models.handwriting.combine import (
     fold,
     joint_text,
     letter_log_ratio,
+    merge_evidence,
     pair_boxes,
 )
 
@@ -132,12 +133,27 @@ def test_the_letter_cnn_decides_what_the_crnn_is_unsure_of() -> None:
     assert joint_text(sure_b, ALPHABET, "AB", unsure, None, 0.0, 0.0, weight=0.7) == "AB"
 
 
-def test_boxes_pair_one_to_one() -> None:
+def test_boxes_pair_in_exclusive_groups() -> None:
     assert box_overlap((0, 0, 10, 10), (5, 0, 10, 10)) == 0.5
     assert box_overlap((0, 0, 10, 10), (20, 0, 10, 10)) == 0.0
     assert box_overlap((0, 0, 0, 10), (0, 0, 10, 10)) == 0.0
     top, bottom, both = (0, 0, 100, 10), (0, 20, 100, 10), (0, 0, 100, 30)
-    assert pair_boxes([top, bottom], [top, bottom], 0.5) == {0: 0, 1: 1}
-    # one box over two: no pair for it
-    assert pair_boxes([both], [top, bottom], 0.5) == {}
-    assert pair_boxes([top], [both, bottom], 0.5) == {0: 0}
+    assert pair_boxes([top, bottom], [top, bottom], 0.5) == {0: [0], 1: [1]}
+    # one line over two that meet nothing else: a group of two
+    assert pair_boxes([both], [top, bottom], 0.5) == {0: [0, 1]}
+    # a box shared by two lines pairs with neither
+    assert pair_boxes([top, both], [top, bottom], 0.5) == {}
+    assert pair_boxes([top], [both, bottom], 0.5) == {0: [0]}
+    assert pair_boxes([top], [], 0.5) == {}
+
+
+def test_merged_evidence_reads_left_to_right() -> None:
+    right = LetterEvidence((50, 0, 40, 10), "MODELS", [{"M": 0.9}] * 6)
+    left = LetterEvidence((10, 5, 5, 20), "L", [{"L": 0.7}])
+    merged = merge_evidence([right, left])
+    assert merged.text == "L MODELS"
+    assert merged.box == (10, 0, 80, 25)
+    assert merged.letters == [{"L": 0.7}] + [{"M": 0.9}] * 6
+    assert merge_evidence([right]) == right
+    with pytest.raises(ValueError, match="no contour lines"):
+        merge_evidence([])

@@ -175,3 +175,20 @@ def test_joint_pairs_keep_the_recognizer_line_on_either_base() -> None:
     assert on_contours.line_pipelines == ["contours", "lines", "contours"]
     # without joint the contours base keeps its own lines
     assert fuse_lines(contours, lines, base="contours").lines == ["TOP", "YOU", "END"]
+
+
+def test_joint_reading_stands_for_several_contour_lines_in_one_recognizer_line() -> None:
+    # a stray contour "line" (a thin stroke) and the word, both inside the recognizer's one
+    # line: on the contours base that line, read jointly with both, replaces the two
+    stroke: Box = (280, 12, 10, 30)
+    contours = reading("contours", [("L", stroke, [0.7]), ("MODELS", (10, 15, 260, 30),
+                                                            [0.95] * 6)])
+    lines = reading("lines", [("MODELS", TOP, [0.99] * 6)])
+    fused = fuse_lines(contours, lines, base="contours", joint=True)
+    assert fused.lines == ["MODELS"]
+    assert fused.line_pipelines == ["lines"]
+    # without joint the two contour lines stay
+    assert fuse_lines(contours, lines, base="contours").lines == ["L", "MODELS"]
+    # where the joint reading is the two contour lines' letters, they stay as they are
+    same = reading("lines", [("l models", TOP, [0.99] * 7)])
+    assert fuse_lines(contours, same, base="contours", joint=True).lines == ["L", "MODELS"]
