@@ -80,7 +80,7 @@ async def _recognize(request: Request, model: HandwritingPredictor, settings: Se
     """``lines``: decode, find and read the lines in the threadpool. ``contours``/``auto``:
     decode and segment in the threadpool, then classify the letters, batched with those of
     concurrent requests (``MODELZOO_HANDWRITING_MAX_BATCH_SIZE`` images per pass); ``auto``
-    then reads the lines too and fuses the two readings line by line."""
+    then reads the lines too, jointly with the contour reading where both found a line."""
     model.check_pipeline(pipeline)
     if pipeline == "lines":
         return await run_in_threadpool(model.recognize, data, settings.handwriting_max_pixels,
@@ -103,11 +103,12 @@ async def _recognize(request: Request, model: HandwritingPredictor, settings: Se
 PipelineQuery = Annotated[Literal["auto", "lines", "contours"], Query(
     description="`contours`: segment letters and classify each (best for letters written "
     "apart, e.g. block capitals); `lines`: read each text line whole with the CRNN line "
-    "recognizer (mixed case, joined writing, notebook pages); `auto`: both, line by line: "
-    "the contour reading is the base when the letter classifier is sure of every letter, "
-    "else the line reading, and each line is taken from the other pipeline where its "
-    "letters' confidence and language-model score are clearly higher (the rules are "
-    "measured in `benchmarks/handwriting_pipeline_rule.py`).")]
+    "recognizer (mixed case, joined writing, notebook pages); `auto`: both: each line that "
+    "both pipelines found is read jointly (the line recognizer's likelihood, the language "
+    "model and the letter classifier's evidence scored together over the two readings and "
+    "their mixes); the contour reading is the base when the letter classifier is sure of "
+    "every letter, else the line reading (measured in "
+    "`benchmarks/handwriting_pipeline_rule.py`).")]
 
 
 def _response(result: Recognition, model: HandwritingPredictor,

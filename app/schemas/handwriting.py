@@ -37,9 +37,10 @@ class TextLineBox(BaseModel):
                            description="[x, y, width, height] of the line, image pixels.")
     words: list[list[int]] = Field(description="[x, y, width, height] of each word.")
     pipeline: str = Field(default="", description="The pipeline that read this line: "
-                          "`lines` or `contours`. `pipeline=auto` reads the page both ways "
-                          "and can take each line from either (the one whose letters' "
-                          "confidence and language-model score are clearly higher).")
+                          "`lines` or `contours`. `pipeline=auto` reads the page both ways; "
+                          "a line both found is read jointly by the line recognizer with the "
+                          "letter classifier's evidence (`lines`), and a line only one found "
+                          "comes from that one.")
 
 
 class RecognizeResponse(BaseModel):
