@@ -138,7 +138,9 @@ def candidate_texts(a: str, b: str, max_blocks: int = JOINT_MAX_BLOCKS,
     for op in ops:
         sa, sb = a[op.src_start:op.src_end], b[op.dest_start:op.dest_end]
         agree = op.tag == "equal"
-        if blocks and not agree and not blocks[-1][2]:
+        gap = not (sa + sb).strip()  # a space more or less: a run of its own
+        if blocks and not agree and not gap and not blocks[-1][2] and \
+                (blocks[-1][0] + blocks[-1][1]).strip():
             pa, pb, _ = blocks.pop()
             blocks.append((pa + sa, pb + sb, False))
         else:

@@ -43,6 +43,8 @@ def test_candidates_cross_every_disagreeing_stretch() -> None:
     # digits agree with the letters they are written like: the first reading's stay
     assert sorted(candidate_texts("MO 21250", "MD ZIZSO", lower_case=False)) == \
         ["MD 21250", "MO 21250"]
+    # a space more or less is a run of its own: the D can come without losing the space
+    assert "MD 21250" in candidate_texts("MO 21250", "MDZIZSO", lower_case=False)
     # by default a run of the (case-blind) contour reading is offered in lower case too
     assert sorted(candidate_texts("for jumps", "FOX JUMPS")) == \
         ["foX jumps", "for jumps", "fox jumps"]
