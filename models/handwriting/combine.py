@@ -43,8 +43,9 @@ from models.handwriting.charlm import CharNgramLM
 JOINT_WEIGHT = 0.7
 #: ln-score of a character or contour letter left out of the alignment.
 JOINT_SKIP = -2.0
-#: At most this many disagreeing stretches are combined (2 ** n hybrids); beyond it only
-#: the two readings themselves compete.
+#: At most this many disagreeing stretches are combined (up to 3 ** n hybrids: either
+#: reading's stretch, or the contour one in lower case); beyond it only the two readings
+#: themselves compete.
 JOINT_MAX_BLOCKS = 5
 #: Floor of a letter CNN probability inside the log-likelihood ratio (the CNN reports its
 #: top 3 classes; any other class counts as this).

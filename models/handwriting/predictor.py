@@ -36,7 +36,7 @@ from models.common.errors import InvalidInputError
 from models.common.quantize import apply_saved_int8
 from models.handwriting.augment import prepare_batch
 from models.handwriting.charlm import CharNgramLM
-from models.handwriting.combine import LetterEvidence, box_overlap
+from models.handwriting.combine import LetterEvidence, box_overlap, pair_boxes
 from models.handwriting.letterlm import decode_line
 from models.handwriting.linereader import LineReader
 from models.handwriting.model import build_model
@@ -521,31 +521,31 @@ def fuse_lines(contours: Recognition, lines: Recognition, *, base: str = "lines"
         assert lm is not None
         return line_score(letters_of(rec, index), rec.lines[index], lm, lm_weight)
 
-    partners = [[j for j, lb in enumerate(main.line_boxes) if box_overlap(ob, lb) >= overlap]
-                for ob in other.line_boxes]
-    claimed = [sum(j in p for p in partners) for j in range(len(main.line_boxes))]
+    # the other reading's line i -> the base lines that overlap it and no other line
+    groups = pair_boxes(other.line_boxes, main.line_boxes, overlap)
     take: dict[int, int] = {}  # base line -> the other reading's line replacing it
     drop: set[int] = set()  # base lines that a line in take stands for as well
     add: list[int] = []
-    for i, p in enumerate(partners):
-        if not p:
+    for i, box in enumerate(other.line_boxes):
+        p = groups.get(i)
+        if p is None:
             mine = letters_of(other, i)
-            if base == "lines" and len(mine) >= min_letters and sure(mine, add_mean, add_min):
+            if base == "lines" and len(mine) >= min_letters and sure(mine, add_mean, add_min) \
+                    and not any(box_overlap(box, lb) >= overlap for lb in main.line_boxes):
                 add.append(i)
             continue
-        if joint and base == "contours" and len(p) > 1 and all(claimed[j] == 1 for j in p):
-            # contour lines that lie in one recognizer line only, read jointly as one line
-            if other.lines[i].upper() != " ".join(main.lines[j] for j in p).upper():
+        if joint:
+            # on the contours base the recognizer line, read jointly with its contour
+            # line(s), replaces them where its letters differ
+            if base == "contours" and \
+                    other.lines[i].upper() != " ".join(main.lines[j] for j in p).upper():
                 take[p[0]] = i
                 drop.update(p[1:])
             continue
-        if len(p) != 1 or claimed[p[0]] != 1:
+        if len(p) != 1:
             continue
         j = p[0]
-        if joint:
-            if base == "contours" and other.lines[i].upper() != main.lines[j].upper():
-                take[j] = i
-        elif lm is not None and score(other, i) > score(main, j) + margin:
+        if lm is not None and score(other, i) > score(main, j) + margin:
             take[j] = i
         elif base == "lines" and sure(letters_of(contours, i), line_mean, line_min):
             theirs = letters_of(lines, j)
