@@ -20,9 +20,10 @@ so the CNN neither speaks for nor against a 0 it reads as O, but does against a 
 reads as L; any other character scores the mass the CNN left outside its own best letter,
 ``ln(26 (1 - p_top))``. A character or a letter left unaligned costs ``skip``.
 
-Without a contour line (or with ``weight == 0`` and a single candidate) the line
-recognizer's own reading stands. Case and spaces of the hybrids come from the reading
-each stretch is taken from; the contour reading is upper case.
+Lines without a contour line, and every line when the weight is 0, are not read jointly
+(:meth:`models.handwriting.linereader.LineReader.read`): the beam search's reading stands.
+Case and spaces of the hybrids come from the reading each stretch is taken from; the
+contour reading is upper case.
 """
 
 from __future__ import annotations
@@ -151,10 +152,9 @@ def candidate_texts(a: str, b: str, max_blocks: int = JOINT_MAX_BLOCKS,
     options = [list(dict.fromkeys((blk[0], blk[1], blk[1].lower()) if lower_case else
                                   (blk[0], blk[1])))
                if not blk[2] else [blk[0]] for blk in blocks]
-    differ = [k for k, blk in enumerate(blocks) if not blk[2]]
-    if len(differ) > max_blocks:
-        options = [[blk[0], blk[1]] if not blk[2] else [blk[0]] for blk in blocks]
-        texts = ["".join(opt[0] for opt in options), "".join(opt[-1] for opt in options)]
+    if sum(not blk[2] for blk in blocks) > max_blocks:
+        texts = ["".join(blk[0] for blk in blocks),
+                 "".join(blk[0] if blk[2] else blk[1] for blk in blocks)]
     else:
         texts = ["".join(parts) for parts in itertools.product(*options)]
     out: dict[str, None] = {}
